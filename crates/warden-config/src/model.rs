@@ -1,0 +1,306 @@
+//! The validated configuration the rest of warden runs on.
+//!
+//! Everything here is already checked and has every default filled in and every route
+//! override merged, so consumers never re-validate and never see an `Option` that means
+//! "use the default".
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole, validated proxy.yaml.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub admin: Admin,
+    pub limits: Limits,
+    pub events_per_connection: usize,
+    pub shutdown: Shutdown,
+    pub connections: Vec<Connection>,
+    pub policy: Policy,
+}
+
+impl Config {
+    /// Every route of every connection, in file order (within a connection: mcp, api, oauth).
+    pub fn routes(&self) -> impl Iterator<Item = (&Connection, &Route)> {
+        self.connections
+            .iter()
+            .flat_map(|c| c.routes.iter().map(move |r| (c, r)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    /// When set, mutating admin calls need `Authorization: Bearer <contents>`.
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_concurrent_retries: usize,
+    pub max_concurrent_probes: usize,
+    pub max_request_body_bytes: u64,
+    pub max_header_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shutdown {
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connection {
+    /// `[a-z0-9-]+`, unique; used as the `connection` metrics label.
+    pub name: String,
+    /// One to three routes, at most one per role, ordered mcp, api, oauth.
+    pub routes: Vec<Route>,
+}
+
+impl Connection {
+    pub fn route(&self, role: Role) -> Option<&Route> {
+        self.routes.iter().find(|r| r.role == role)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Mcp,
+    Api,
+    Oauth,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Mcp, Role::Api, Role::Oauth];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Mcp => "mcp",
+            Role::Api => "api",
+            Role::Oauth => "oauth",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "mcp" => Ok(Role::Mcp),
+            "api" => Ok(Role::Api),
+            "oauth" => Ok(Role::Oauth),
+            other => Err(format!("unknown role `{other}` (expected mcp, api or oauth)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub role: Role,
+    pub listen: SocketAddr,
+    pub upstream: Upstream,
+    pub tls: Tls,
+    /// Only on `oauth` routes: requests to this exact path are token requests.
+    pub token_path: Option<String>,
+    pub timeouts: Timeouts,
+    pub retry: Retry,
+    pub circuit: Circuit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// An upstream origin: `scheme://host[:port]`, nothing else. The client's path and query are
+/// forwarded as they came, so a path here would be ambiguous and is rejected at load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    pub scheme: Scheme,
+    /// Host as written (IPv6 without brackets), used for TLS server name by default.
+    pub host: String,
+    /// Explicit or the scheme's default port.
+    pub port: u16,
+    /// `host[:port]` as written in the URL; what `Host`/`:authority` become upstream.
+    pub authority: http::uri::Authority,
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.scheme.as_str(), self.authority)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tls {
+    /// Extra PEM roots trusted in addition to the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mTLS; set together with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// SNI and certificate name to verify instead of the upstream host.
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// From the request's arrival until the upstream's response head, retries included.
+    pub request: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retry {
+    /// Attempts in all, the first included (1 = no retry).
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub budget: Budget,
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    pub ratio: f64,
+    pub min_per_second: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Circuit {
+    pub consecutive_failures: u32,
+    pub probe: Probe,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub path: String,
+    pub interval: Duration,
+    pub max_interval: Duration,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+}
+
+/// One `policy.rules` entry, validated; the policy engine compiles it into a matcher.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub when: When,
+    pub then: Then,
+}
+
+/// Every condition is optional; all present conditions must hold. Lists mean "any of".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct When {
+    pub role: Option<Role>,
+    /// Upper-case method names.
+    pub method: Option<Vec<String>>,
+    pub path_prefix: Option<String>,
+    /// Inclusive ranges; a single status is a range of one.
+    pub status: Option<Vec<(u16, u16)>>,
+    /// Lower-case codes, compared ASCII case-insensitively against the sanitized code.
+    pub oauth_error: Option<Vec<String>>,
+    pub grant_type: Option<Vec<String>>,
+    /// Inclusive ranges of JSON-RPC error codes.
+    pub jsonrpc_error: Option<Vec<(i64, i64)>>,
+    pub error_kind: Option<Vec<ErrorKind>>,
+    /// Response header name (lower case) and value regex (already checked to compile).
+    pub header: Vec<(String, String)>,
+    /// Request header name (lower case) and value regex (already checked to compile).
+    pub request_header: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Then {
+    pub verdict: Verdict,
+    pub retry: RetryMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Ok,
+    Transient,
+    Terminal,
+    Auth,
+    ClientError,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 5] = [
+        Verdict::Ok,
+        Verdict::Transient,
+        Verdict::Terminal,
+        Verdict::Auth,
+        Verdict::ClientError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Transient => "transient",
+            Verdict::Terminal => "terminal",
+            Verdict::Auth => "auth",
+            Verdict::ClientError => "client_error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetryMode {
+    #[default]
+    Default,
+    Never,
+}
+
+/// Why an upstream exchange failed below HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    Connect,
+    Timeout,
+    Reset,
+    Tls,
+    Dns,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 5] = [
+        ErrorKind::Connect,
+        ErrorKind::Timeout,
+        ErrorKind::Reset,
+        ErrorKind::Tls,
+        ErrorKind::Dns,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Dns => "dns",
+        }
+    }
+}
