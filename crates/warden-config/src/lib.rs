@@ -1,22 +1,37 @@
 //! proxy.yaml: the schema, its defaults and its validation.
+//!
+//! Loading goes YAML → located JSON tree (`located`) → raw input types, one item at a time
+//! (`decode`) → checked and merged `Config` (`validate`, `settings`, `rules`). Every
+//! problem is collected with its key path and line:column, so `warden check` can list them
+//! all at once.
 #![forbid(unsafe_code)]
 
+mod addr;
+mod decode;
+mod defaults;
+mod diag;
+mod duration;
+mod forms;
+mod located;
 mod model;
+mod raw;
+mod rules;
+mod schema;
+mod settings;
+mod strict;
+mod validate;
 
+pub use defaults::{DEFAULT_ADMIN_LISTEN, DEFAULT_EVENTS_PER_CONNECTION, ZERO_CONFIG_TOKEN_PATH};
+pub use diag::{Diagnostic, render};
+pub use duration::parse_duration;
 pub use model::*;
+pub use schema::json_schema;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// One problem found in a config file, located by key path and, where known, line:column.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    /// Key path such as `connections[0].mcp.upstream`; empty for the document itself.
-    pub path: String,
-    pub line: Option<u64>,
-    pub column: Option<u64>,
-    pub message: String,
-}
+use crate::diag::Diags;
+use crate::located::Index;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -33,6 +48,27 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// The problems found, in file order; empty for an I/O error.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        match self {
+            ConfigError::Io { .. } => &[],
+            ConfigError::Invalid { diagnostics, .. } => diagnostics,
+        }
+    }
+
+    /// Everything wrong, one line per problem (see [`render`]), ready to print or log.
+    pub fn render(&self) -> String {
+        match self {
+            ConfigError::Io { .. } => format!("{self}\n"),
+            ConfigError::Invalid {
+                origin,
+                diagnostics,
+            } => render(origin, diagnostics),
+        }
+    }
+}
+
 /// The zero-config mode's settings (`warden run --listen --upstream`).
 #[derive(Debug, Clone)]
 pub struct ZeroConfig {
@@ -42,6 +78,7 @@ pub struct ZeroConfig {
     pub admin: SocketAddr,
 }
 
+/// Reads and validates the file at `path`; errors name it as their origin.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
         path: path.to_owned(),
@@ -50,10 +87,86 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&source, &path.display().to_string())
 }
 
-pub fn parse(_source: &str, _origin: &str) -> Result<Config, ConfigError> {
-    todo!("being written")
+/// Parses and validates a proxy.yaml. `origin` names the source in errors (usually the
+/// file path). On failure every problem found is returned, not just the first.
+pub fn parse(source: &str, origin: &str) -> Result<Config, ConfigError> {
+    let mut diags = Diags::default();
+    let invalid = |diags: Diags, index: &Index| ConfigError::Invalid {
+        origin: origin.to_owned(),
+        diagnostics: diags.into_diagnostics(index),
+    };
+    let Ok(doc) = located::parse(source, &mut diags) else {
+        return Err(invalid(diags, &Index::default()));
+    };
+    let decoded = decode::decode(&doc.value, &mut diags);
+    match validate::validate(&decoded, &mut diags) {
+        Some(config) if diags.is_empty() => Ok(config),
+        _ => {
+            if diags.is_empty() {
+                diags.error(
+                    "",
+                    "internal error: the config was rejected without a reason",
+                );
+            }
+            Err(invalid(diags, &doc.index))
+        }
+    }
 }
 
-pub fn zero_config(_z: &ZeroConfig) -> Result<Config, ConfigError> {
-    todo!("being written")
+/// The config of `warden run --listen --upstream`: connection `default` with one route of
+/// `z.role`, every other setting at its default. An oauth route's token path is
+/// [`ZERO_CONFIG_TOKEN_PATH`] (`/token`), as there is no file to name another.
+///
+/// The upstream goes through the same checks as in a file; problems are reported with the
+/// flag as their path (`--upstream`, `--admin`).
+pub fn zero_config(z: &ZeroConfig) -> Result<Config, ConfigError> {
+    let mut diagnostics = Vec::new();
+    let flag_error = |path: &str, message: String| Diagnostic {
+        path: path.into(),
+        line: None,
+        column: None,
+        message,
+    };
+    let upstream = addr::parse_upstream(&z.upstream)
+        .map_err(|message| diagnostics.push(flag_error("--upstream", message)))
+        .ok();
+    if addr::listeners_collide(z.listen, z.admin) {
+        diagnostics.push(flag_error(
+            "--admin",
+            format!(
+                "port {} is already used by --listen ({})",
+                z.admin.port(),
+                z.listen
+            ),
+        ));
+    }
+    let (Some(upstream), true) = (upstream, diagnostics.is_empty()) else {
+        return Err(ConfigError::Invalid {
+            origin: "command line".into(),
+            diagnostics,
+        });
+    };
+    Ok(Config {
+        admin: Admin {
+            listen: z.admin,
+            token_file: None,
+        },
+        limits: Limits::default(),
+        events_per_connection: DEFAULT_EVENTS_PER_CONNECTION,
+        shutdown: Shutdown::default(),
+        connections: vec![Connection {
+            name: "default".into(),
+            routes: vec![Route {
+                role: z.role,
+                listen: z.listen,
+                upstream,
+                tls: Tls::default(),
+                token_path: (z.role == Role::Oauth).then(|| ZERO_CONFIG_TOKEN_PATH.to_owned()),
+                timeouts: Timeouts::default(),
+                retry: Retry::default(),
+                circuit: Circuit::default(),
+            }],
+        }],
+        policy: Policy::default(),
+    })
 }

@@ -95,7 +95,9 @@ impl std::str::FromStr for Role {
             "mcp" => Ok(Role::Mcp),
             "api" => Ok(Role::Api),
             "oauth" => Ok(Role::Oauth),
-            other => Err(format!("unknown role `{other}` (expected mcp, api or oauth)")),
+            other => Err(format!(
+                "unknown role `{other}` (expected mcp, api or oauth)"
+            )),
         }
     }
 }

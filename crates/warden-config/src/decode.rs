@@ -1,0 +1,411 @@
+//! The JSON tree to raw types, one item at a time.
+//!
+//! A derived `Deserialize` stops at the first error, so each section, each connection's
+//! route and each rule is decoded on its own: one typo costs one item, and the rest of the
+//! file is still decoded and checked. The containers that hold those items (the document,
+//! a connection, `policy`) are walked by hand against their key lists in `raw`.
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_path_to_error::Segment;
+
+use crate::diag::Diags;
+use crate::located::{join_index, join_key};
+use crate::model::Role;
+use crate::raw::{
+    CONFIG_KEYS, CONNECTION_KEYS, POLICY_KEYS, RawAdmin, RawDefaults, RawLimits, RawRoute, RawRule,
+    RawShutdown,
+};
+use crate::strict::Strict;
+
+/// An optional section: absent, decoded, or present but undecodable (already reported).
+#[derive(Debug)]
+pub(crate) enum Part<T> {
+    Absent,
+    Present(T),
+    Broken,
+}
+
+impl<T> Part<T> {
+    pub fn get(&self) -> Option<&T> {
+        match self {
+            Part::Present(v) => Some(v),
+            Part::Absent | Part::Broken => None,
+        }
+    }
+}
+
+/// The document as far as it could be decoded.
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    pub version: Part<u64>,
+    pub admin: Part<RawAdmin>,
+    pub defaults: Part<RawDefaults>,
+    pub limits: Part<RawLimits>,
+    pub events_per_connection: Part<u64>,
+    pub shutdown: Part<RawShutdown>,
+    pub connections: Vec<DecodedConnection>,
+    /// Whether `connections` was a list with no items (as opposed to absent or broken).
+    pub connections_empty: bool,
+    pub rules: Vec<DecodedRule>,
+}
+
+#[derive(Debug)]
+pub(crate) struct DecodedConnection {
+    /// `connections[i]`.
+    pub path: String,
+    pub name: Part<String>,
+    /// Decoded routes in mcp, api, oauth order.
+    pub routes: Vec<(Role, RawRoute)>,
+    /// Route keys present, decodable or not: a connection whose only route is broken has
+    /// already been reported and must not also be called empty.
+    pub route_keys: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct DecodedRule {
+    /// `policy.rules[i]`.
+    pub path: String,
+    pub rule: RawRule,
+}
+
+pub(crate) fn decode(root: &Value, diags: &mut Diags) -> Decoded {
+    let mut out = Decoded {
+        version: Part::Absent,
+        admin: Part::Absent,
+        defaults: Part::Absent,
+        limits: Part::Absent,
+        events_per_connection: Part::Absent,
+        shutdown: Part::Absent,
+        connections: Vec::new(),
+        connections_empty: false,
+        rules: Vec::new(),
+    };
+    let map = match root {
+        Value::Object(map) => map,
+        Value::Null => {
+            diags.error(
+                "",
+                "the file is empty: it needs at least `version: 1` and `connections`",
+            );
+            return out;
+        }
+        other => {
+            diags.error(
+                "",
+                format!(
+                    "expected a mapping with `version: 1` and `connections`, found {}",
+                    describe(other)
+                ),
+            );
+            return out;
+        }
+    };
+    unknown_keys(map, "", CONFIG_KEYS, diags);
+    out.version = part(map, "", "version", diags);
+    out.admin = part(map, "", "admin", diags);
+    out.defaults = part(map, "", "defaults", diags);
+    out.limits = part(map, "", "limits", diags);
+    out.events_per_connection = part(map, "", "events_per_connection", diags);
+    out.shutdown = part(map, "", "shutdown", diags);
+    if matches!(out.version, Part::Absent) {
+        diags.error("", "missing required key `version` (write `version: 1`)");
+    }
+    match map.get("connections") {
+        None | Some(Value::Null) => {
+            diags.error("", "missing required key `connections`");
+        }
+        Some(Value::Array(items)) => {
+            out.connections_empty = items.is_empty();
+            for (i, item) in items.iter().enumerate() {
+                let path = join_index("connections", i);
+                if let Some(conn) = connection(item, path, diags) {
+                    out.connections.push(conn);
+                }
+            }
+        }
+        Some(other) => diags.error(
+            "connections",
+            format!("expected a list of connections, found {}", describe(other)),
+        ),
+    }
+    match map.get("policy") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(policy)) => {
+            unknown_keys(policy, "policy", POLICY_KEYS, diags);
+            match policy.get("rules") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(items)) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let path = join_index("policy.rules", i);
+                        if let Some(rule) = item_as(item, &path, diags) {
+                            out.rules.push(DecodedRule { path, rule });
+                        }
+                    }
+                }
+                Some(other) => diags.error(
+                    "policy.rules",
+                    format!("expected a list of rules, found {}", describe(other)),
+                ),
+            }
+        }
+        Some(other) => diags.error(
+            "policy",
+            format!("expected a mapping with `rules`, found {}", describe(other)),
+        ),
+    }
+    out
+}
+
+fn connection(item: &Value, path: String, diags: &mut Diags) -> Option<DecodedConnection> {
+    let Value::Object(map) = item else {
+        diags.error(
+            path,
+            format!(
+                "expected a connection (a mapping with `name` and routes), found {}",
+                describe(item)
+            ),
+        );
+        return None;
+    };
+    unknown_keys(map, &path, CONNECTION_KEYS, diags);
+    let name = part(map, &path, "name", diags);
+    if matches!(name, Part::Absent) {
+        diags.error(path.as_str(), "missing required key `name`");
+    }
+    let mut routes = Vec::new();
+    let mut route_keys = 0;
+    for role in Role::ALL {
+        match part::<RawRoute>(map, &path, role.as_str(), diags) {
+            Part::Present(route) => {
+                route_keys += 1;
+                routes.push((role, route));
+            }
+            Part::Broken => route_keys += 1,
+            Part::Absent => {}
+        }
+    }
+    Some(DecodedConnection {
+        path,
+        name,
+        routes,
+        route_keys,
+    })
+}
+
+/// Decodes `map[key]`; `null` counts as absent, like an omitted key.
+fn part<T: for<'v> Deserialize<'v>>(
+    map: &serde_json::Map<String, Value>,
+    parent: &str,
+    key: &str,
+    diags: &mut Diags,
+) -> Part<T> {
+    match map.get(key) {
+        None | Some(Value::Null) => Part::Absent,
+        Some(value) => match item_as(value, &join_key(parent, key), diags) {
+            Some(v) => Part::Present(v),
+            None => Part::Broken,
+        },
+    }
+}
+
+/// Decodes one item, reporting its first error at the exact key path where it happened.
+pub(crate) fn item_as<T: for<'v> Deserialize<'v>>(
+    value: &Value,
+    path: &str,
+    diags: &mut Diags,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(Strict(value)) {
+        Ok(v) => Some(v),
+        Err(err) => {
+            let mut full = path.to_owned();
+            for segment in err.path().iter() {
+                match segment {
+                    Segment::Seq { index } => full = join_index(&full, *index),
+                    Segment::Map { key } => full = join_key(&full, key),
+                    Segment::Enum { .. } | Segment::Unknown => {}
+                }
+            }
+            let message = humanize(&err.into_inner().to_string());
+            diags.error(full, message);
+            None
+        }
+    }
+}
+
+fn unknown_keys(
+    map: &serde_json::Map<String, Value>,
+    parent: &str,
+    known: &[&str],
+    diags: &mut Diags,
+) {
+    for key in map.keys() {
+        if !known.contains(&key.as_str()) {
+            diags.error(join_key(parent, key), unknown_key_message(key, known));
+        }
+    }
+}
+
+fn unknown_key_message(key: &str, known: &[&str]) -> String {
+    let mut message = format!("unknown key `{key}`");
+    if known.is_empty() {
+        return message;
+    }
+    if let Some(close) = known.iter().find(|k| edit_distance(k, key) <= 2) {
+        message.push_str(&format!(" (did you mean `{close}`?)"));
+    } else {
+        message.push_str(&format!(" (expected one of: {})", known.join(", ")));
+    }
+    message
+}
+
+/// Levenshtein distance, for "did you mean"; keys are short.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "nothing (null)".into(),
+        Value::Bool(b) => format!("`{b}`"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string \"{s}\""),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a mapping".into(),
+    }
+}
+
+/// Rewrites serde's messages (written for Rust types) in proxy.yaml's terms.
+fn humanize(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((key, expected)) = rest.split_once('`') {
+            return unknown_key_message(key, &backticked(expected));
+        }
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let key = rest.trim_end_matches('`');
+        return format!("missing required key `{key}`");
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        if let Some((value, expected)) = rest.split_once('`') {
+            return format!(
+                "unknown value `{value}` (expected one of: {})",
+                backticked(expected).join(", ")
+            );
+        }
+    }
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            if let Some((found, expected)) = rest.rsplit_once(", expected ") {
+                return format!(
+                    "expected {}, found {}",
+                    expected_in_yaml(expected),
+                    found_in_yaml(found)
+                );
+            }
+        }
+    }
+    if message.starts_with("invalid length") && message.contains("expected struct") {
+        return "expected a mapping, found a list".into();
+    }
+    message.to_owned()
+}
+
+/// The backticked names in a serde "expected one of `a`, `b`" tail.
+fn backticked(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
+}
+
+fn expected_in_yaml(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a sequence" => "a list".into(),
+        "a map" => "a mapping".into(),
+        e if e.starts_with("struct ") => "a mapping".into(),
+        e if e.starts_with("enum ") => "one of the listed values".into(),
+        e => e.into(),
+    }
+}
+
+fn found_in_yaml(found: &str) -> String {
+    match found {
+        "map" => "a mapping".into(),
+        "sequence" => "a list".into(),
+        "null" | "unit value" => "nothing (null)".into(),
+        f => {
+            for prefix in ["integer ", "floating point ", "boolean "] {
+                if let Some(v) = f.strip_prefix(prefix) {
+                    return v.to_owned();
+                }
+            }
+            f.to_owned()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn humanizes_serde_messages() {
+        assert_eq!(
+            humanize("unknown field `backof`, expected one of `max_attempts`, `backoff`"),
+            "unknown key `backof` (did you mean `backoff`?)"
+        );
+        assert_eq!(
+            humanize("unknown field `zzz`, expected `a` or `b`"),
+            "unknown key `zzz` (expected one of: a, b)"
+        );
+        assert_eq!(
+            humanize("unknown field `zzz`, there are no fields"),
+            "unknown key `zzz`"
+        );
+        assert_eq!(
+            humanize("missing field `upstream`"),
+            "missing required key `upstream`"
+        );
+        assert_eq!(
+            humanize("invalid type: string \"x\", expected u64"),
+            "expected a whole number (0 or more), found string \"x\""
+        );
+        assert_eq!(
+            humanize("invalid value: integer `-1`, expected u64"),
+            "expected a whole number (0 or more), found `-1`"
+        );
+        assert_eq!(
+            humanize("invalid type: sequence, expected struct RawAdmin"),
+            "expected a mapping, found a list"
+        );
+        assert_eq!(
+            humanize("unknown variant `fatal`, expected one of `ok`, `transient`"),
+            "unknown value `fatal` (expected one of: ok, transient)"
+        );
+        assert_eq!(humanize("something else"), "something else");
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("backoff", "backof"), 1);
+        assert_eq!(edit_distance("listen", "listne"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+    }
+}

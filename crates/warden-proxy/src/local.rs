@@ -1,0 +1,90 @@
+//! Answers warden writes itself instead of the upstream's.
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use warden_config::{ErrorKind, Role};
+
+use crate::body::ResponseBody;
+
+pub static X_WARDEN_ERROR: HeaderName = HeaderName::from_static("x-warden-error");
+
+/// Why warden answered a request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalError {
+    /// The upstream could not be reached or dropped the exchange (connect, DNS, TLS, reset).
+    Unreachable(ErrorKind),
+    /// No response head within `timeouts.request`.
+    Timeout,
+    BodyTooLarge,
+    HeaderTooLarge,
+    /// An absolute-form request target naming another host: warden is not a forward proxy.
+    AbsoluteForm,
+    /// `CONNECT`: warden does not tunnel.
+    Connect,
+}
+
+impl LocalError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            LocalError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+            LocalError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            LocalError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            LocalError::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            LocalError::AbsoluteForm => StatusCode::BAD_REQUEST,
+            LocalError::Connect => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The `error` field and `x-warden-error` value: stable, documented codes.
+    pub fn code(self) -> &'static str {
+        match self {
+            LocalError::Unreachable(ErrorKind::Reset) => "upstream_reset",
+            LocalError::Unreachable(_) => "upstream_unreachable",
+            LocalError::Timeout => "upstream_timeout",
+            LocalError::BodyTooLarge => "request_body_too_large",
+            LocalError::HeaderTooLarge => "request_header_too_large",
+            LocalError::AbsoluteForm => "forward_proxy_refused",
+            LocalError::Connect => "connect_refused",
+        }
+    }
+
+    pub fn error_kind(self) -> Option<ErrorKind> {
+        match self {
+            LocalError::Unreachable(kind) => Some(kind),
+            LocalError::Timeout => Some(ErrorKind::Timeout),
+            _ => None,
+        }
+    }
+
+    pub fn response(self, connection: &str, role: Role) -> Response<ResponseBody> {
+        let body = match self.error_kind() {
+            Some(kind) => format!(
+                r#"{{"error":"{}","connection":"{connection}","role":"{role}","error_kind":"{}"}}"#,
+                self.code(),
+                kind.as_str()
+            ),
+            None => format!(
+                r#"{{"error":"{}","connection":"{connection}","role":"{role}"}}"#,
+                self.code()
+            ),
+        };
+        let mut resp = Response::new(ResponseBody::local(body));
+        *resp.status_mut() = self.status();
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            X_WARDEN_ERROR.clone(),
+            HeaderValue::from_static(self.code()),
+        );
+        if self == LocalError::Connect {
+            headers.insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
+        }
+        resp
+    }
+}

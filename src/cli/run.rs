@@ -1,0 +1,136 @@
+//! `warden run`: bind, serve, drain on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use warden_admin::{AdminServer, AdminState, Phase, Readiness};
+use warden_config::{Config, Role, ZeroConfig};
+use warden_proxy::Proxy;
+
+use crate::telemetry;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Config file (ignored in zero-config mode).
+    #[arg(long, short = 'c', env = "WARDEN_CONFIG", default_value = "proxy.yaml")]
+    config: PathBuf,
+
+    /// Zero-config mode: listen here and forward to --upstream.
+    #[arg(long, requires = "upstream")]
+    listen: Option<SocketAddr>,
+
+    /// Zero-config mode: the upstream origin, http(s)://host[:port].
+    #[arg(long, requires = "listen")]
+    upstream: Option<String>,
+
+    /// Zero-config mode: the route's role.
+    #[arg(long, requires = "listen", default_value = "mcp", value_parser = parse_role)]
+    role: Role,
+
+    /// Zero-config mode: the admin listener.
+    #[arg(long, requires = "listen", default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = match (&args.listen, &args.upstream) {
+        (Some(listen), Some(upstream)) => warden_config::zero_config(&ZeroConfig {
+            listen: *listen,
+            upstream: upstream.clone(),
+            role: args.role,
+            admin: args.admin,
+        }),
+        _ => warden_config::load(&args.config),
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(err) => {
+            super::report_invalid(&err);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    runtime()?.block_on(serve(config))
+}
+
+/// One worker thread per CPU this process may run on (taskset and cgroup cpusets count);
+/// with a single CPU the current-thread scheduler avoids cross-thread wake-ups entirely.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(cpus);
+        b
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let metrics = telemetry::install()?;
+    tokio::spawn(telemetry::upkeep(metrics.clone()));
+
+    let readiness = Arc::new(Readiness::default());
+    let admin = AdminServer::bind(
+        config.admin.listen,
+        AdminState {
+            readiness: Arc::clone(&readiness),
+            metrics,
+        },
+    )
+    .await
+    .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
+    let admin_addr = admin.local_addr().context("admin listener address")?;
+    tracing::info!(addr = %admin_addr, "admin listening");
+
+    let proxy = Proxy::bind(&config).await?;
+    for (route, bound) in config.routes().zip(proxy.bound()) {
+        tracing::info!(
+            connection = %bound.connection,
+            role = %bound.role,
+            addr = %bound.addr,
+            upstream = %route.1.upstream,
+            "listening"
+        );
+    }
+
+    let (stop_proxy, proxy_stopped) = watch::channel(false);
+    let (stop_admin, admin_stopped) = watch::channel(false);
+    let admin_task = tokio::spawn(admin.serve(admin_stopped));
+    let proxy_task = tokio::spawn(proxy.serve(proxy_stopped, config.shutdown.drain_timeout));
+    readiness.set(Phase::Ready);
+
+    let signal = shutdown_signal().await?;
+    tracing::info!(signal, "shutting down");
+    // Readiness flips first so the orchestrator stops routing here while requests drain.
+    readiness.set(Phase::Draining);
+    let _ = stop_proxy.send(true);
+    let drained = proxy_task.await.context("proxy task")?;
+    let _ = stop_admin.send(true);
+    let _ = admin_task.await;
+    if drained {
+        tracing::info!("drained; exiting");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,138 @@
+//! `warden check`: exit 0 on the shipped example, exit 1 with located errors on broken files.
+
+mod support;
+
+use std::path::Path;
+
+use support::run_warden;
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let (code, stdout, stderr) = run_warden(&["check", "--config", "proxy.yaml"], repo_root());
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("ok"), "{stdout}");
+}
+
+#[test]
+fn warden_config_env_names_the_file() {
+    let out = std::process::Command::new(support::warden_bin())
+        .arg("check")
+        .env("WARDEN_CONFIG", repo_root().join("proxy.yaml"))
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_missing_file_is_an_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (code, _, stderr) = run_warden(&["check", "--config", "nope.yaml"], dir.path());
+    assert_eq!(code, 1);
+    assert!(stderr.contains("nope.yaml"), "{stderr}");
+}
+
+const VALID_CONN: &str = "connections:
+  - name: crm
+    mcp:
+      listen: 127.0.0.1:15001
+      upstream: https://mcp.example.com
+";
+
+/// (what is broken, file, the `line:column: key.path` that must appear in stderr)
+const BROKEN: &[(&str, &str, &str)] = &[
+    (
+        "unknown top-level key",
+        "version: 1\nlisten: 1\nconnections:\n  - name: a\n    mcp: { listen: 127.0.0.1:1, upstream: http://a }\n",
+        "2:1: listen",
+    ),
+    (
+        "bad duration",
+        "version: 1\ndefaults:\n  timeouts:\n    connect: 2 seconds\nconnections:\n  - name: a\n    mcp: { listen: 127.0.0.1:1, upstream: http://a }\n",
+        "4:5: defaults.timeouts.connect",
+    ),
+    (
+        "ftp upstream",
+        "version: 1\nconnections:\n  - name: a\n    mcp:\n      listen: 127.0.0.1:1\n      upstream: ftp://a.example\n",
+        "6:7: connections[0].mcp.upstream",
+    ),
+    (
+        "upstream without host",
+        "version: 1\nconnections:\n  - name: a\n    mcp:\n      listen: 127.0.0.1:1\n      upstream: 'https://'\n",
+        "6:7: connections[0].mcp.upstream",
+    ),
+    (
+        "duplicate connection names",
+        "version: 1\nconnections:\n  - name: a\n    mcp: { listen: 127.0.0.1:1, upstream: http://a }\n  - name: a\n    mcp: { listen: 127.0.0.1:2, upstream: http://a }\n",
+        "5:5: connections[1].name",
+    ),
+    (
+        "duplicate ports",
+        "version: 1\nconnections:\n  - name: a\n    mcp: { listen: 127.0.0.1:7000, upstream: http://a }\n    oauth: { listen: 127.0.0.1:7000, upstream: http://a, token_path: /t }\n",
+        "connections[0].oauth.listen",
+    ),
+    (
+        "bad connection name",
+        "version: 1\nconnections:\n  - name: Bad_Name\n    mcp: { listen: 127.0.0.1:1, upstream: http://a }\n",
+        "3:5: connections[0].name",
+    ),
+    (
+        "unknown route key",
+        "version: 1\nconnections:\n  - name: a\n    mcp:\n      listen: 127.0.0.1:1\n      upstream: http://a\n      retries: 3\n",
+        "7:7: connections[0].mcp.retries",
+    ),
+    (
+        "bad status range in a rule",
+        "version: 1\nconnections:\n  - name: a\n    mcp: { listen: 127.0.0.1:1, upstream: http://a }\npolicy:\n  rules:\n    - name: r\n      when: { status: \"599-500\" }\n      then: { verdict: transient }\n",
+        "policy.rules[0].when.status",
+    ),
+    (
+        "bad verdict",
+        "version: 1\nconnections:\n  - name: a\n    mcp: { listen: 127.0.0.1:1, upstream: http://a }\npolicy:\n  rules:\n    - name: r\n      when: { status: 500 }\n      then: { verdict: maybe }\n",
+        "policy.rules[0].then.verdict",
+    ),
+    ("not YAML", "version: 1\nconnections: [\n", "proxy.yaml:"),
+];
+
+#[test]
+fn broken_files_exit_one_naming_key_and_position() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (what, yaml, expected) in BROKEN {
+        std::fs::write(dir.path().join("proxy.yaml"), yaml).expect("write");
+        let (code, stdout, stderr) = run_warden(&["check"], dir.path());
+        assert_eq!(
+            code, 1,
+            "{what}: expected exit 1\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        assert!(
+            stderr.contains(expected),
+            "{what}: stderr lacks `{expected}`:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn every_error_of_a_file_is_reported() {
+    let dir = tempfile::tempdir().expect("dir");
+    let yaml = format!(
+        "version: 1\nadmin:\n  listen: not-an-address\ndefaults:\n  retry:\n    max_attempts: 0\n{VALID_CONN}  - name: crm\n    api: {{ listen: 127.0.0.1:15002, upstream: http://x }}\n"
+    );
+    std::fs::write(dir.path().join("proxy.yaml"), yaml).expect("write");
+    let (code, _, stderr) = run_warden(&["check", "--config", "proxy.yaml"], dir.path());
+    assert_eq!(code, 1);
+    for path in [
+        "admin.listen",
+        "defaults.retry.max_attempts",
+        "connections[1].name",
+    ] {
+        assert!(stderr.contains(path), "missing error for {path}:\n{stderr}");
+    }
+}

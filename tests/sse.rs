@@ -1,0 +1,115 @@
+//! Server-sent events reach the client as the upstream writes them, not when it finishes.
+
+mod support;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use support::upstream::Upstream;
+use support::{DEADLINE, Warden, http_client, one_route};
+use tokio::sync::{Semaphore, mpsc};
+
+const EVENTS: usize = 5;
+
+/// The upstream writes event `i + 1` only after the client has read event `i`. If warden
+/// held back any part of the stream, the client would never see event `i` and the test
+/// would hit its deadline: the order of arrival is the assertion, not a wall-clock bound.
+#[tokio::test]
+async fn sse_events_arrive_one_by_one_in_lockstep() {
+    let read = Arc::new(Semaphore::new(0));
+    let gate = Arc::clone(&read);
+    let up = Upstream::start(move |_req| {
+        let gate = Arc::clone(&gate);
+        async move {
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+            tokio::spawn(async move {
+                for i in 0..EVENTS {
+                    if i > 0 {
+                        // Wait until the client has read the previous event.
+                        match gate.acquire().await {
+                            Ok(permit) => permit.forget(),
+                            Err(_) => return,
+                        }
+                    }
+                    let event = format!("id: {i}\nevent: message\ndata: {{\"n\":{i}}}\n\n");
+                    if tx.send(Ok(Frame::data(Bytes::from(event)))).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let stream = RxStream(rx);
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .header("cache-control", "no-cache")
+                .body(StreamBody::new(stream).boxed())
+                .expect("response")
+        }
+    })
+    .await;
+    let warden = Warden::start(&one_route("mcp", &up.url(), ""));
+    let addr = warden.route("t", "mcp");
+
+    let resp = tokio::time::timeout(
+        DEADLINE,
+        http_client().request(
+            http::Request::get(format!("http://{addr}/sse"))
+                .header("accept", "text/event-stream")
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        ),
+    )
+    .await
+    .expect("response head in time")
+    .expect("response");
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+
+    let mut body = resp.into_body();
+    let mut buf = String::new();
+    let mut order = Vec::new();
+    while order.len() < EVENTS {
+        let frame = tokio::time::timeout(DEADLINE, body.frame())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "event {} never arrived: warden buffered the stream",
+                    order.len()
+                )
+            })
+            .expect("stream ended early")
+            .expect("frame");
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buf.push_str(std::str::from_utf8(&data).expect("utf-8"));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let id = event
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .expect("id line")
+                .parse::<usize>()
+                .expect("numeric id");
+            order.push(id);
+            // Let the upstream write the next one.
+            read.add_permits(1);
+        }
+    }
+    assert_eq!(order, (0..EVENTS).collect::<Vec<_>>());
+}
+
+/// A `Stream` over an mpsc receiver (no extra crate needed for one use).
+struct RxStream<T>(mpsc::Receiver<T>);
+
+impl<T> futures_core::Stream for RxStream<T> {
+    type Item = T;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
