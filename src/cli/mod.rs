@@ -47,21 +47,14 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Prints a config's errors the way `warden check` does.
+/// Prints a config's errors the way `warden check` does: one located line per error.
 fn report_invalid(err: &warden_config::ConfigError) {
     match err {
         warden_config::ConfigError::Invalid {
             origin,
             diagnostics,
         } => {
-            for d in diagnostics {
-                match (d.line, d.column) {
-                    (Some(line), Some(col)) => {
-                        eprintln!("{origin}:{line}:{col}: {}: {}", d.path, d.message)
-                    }
-                    _ => eprintln!("{origin}: {}: {}", d.path, d.message),
-                }
-            }
+            eprint!("{}", err.render());
             eprintln!("{origin}: {} error(s)", diagnostics.len());
         }
         other => eprintln!("error: {other}"),
