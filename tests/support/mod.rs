@@ -359,3 +359,40 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+/// The value of the series `name` whose labels include all of `labels` (order-insensitive),
+/// from a Prometheus text scrape; None when absent.
+pub fn metric(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape.lines().find_map(|line| {
+        if line.starts_with('#') {
+            return None;
+        }
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, label_text) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.strip_suffix('}')?),
+            None => (series, ""),
+        };
+        if series_name != name {
+            return None;
+        }
+        let have: Vec<(&str, &str)> = label_text
+            .split("\",")
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| {
+                let (k, v) = p.split_once("=\"")?;
+                Some((k, v.trim_end_matches('"')))
+            })
+            .collect();
+        labels
+            .iter()
+            .all(|want| have.contains(want))
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}
+
+pub async fn scrape(admin: SocketAddr) -> String {
+    get(&http_client(), &format!("http://{admin}/metrics"))
+        .await
+        .text()
+}

@@ -2,9 +2,12 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod exchange;
 mod headers;
 mod local;
 mod metrics;
+#[doc(hidden)]
+pub mod observe;
 mod server;
 mod service;
 mod tls;

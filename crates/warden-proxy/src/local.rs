@@ -21,6 +21,9 @@ pub enum LocalError {
     AbsoluteForm,
     /// `CONNECT`: warden does not tunnel.
     Connect,
+    /// The client's body failed while warden read it ahead (the client went away or sent
+    /// a malformed chunk).
+    ClientBody,
 }
 
 impl LocalError {
@@ -32,6 +35,7 @@ impl LocalError {
             LocalError::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             LocalError::AbsoluteForm => StatusCode::BAD_REQUEST,
             LocalError::Connect => StatusCode::METHOD_NOT_ALLOWED,
+            LocalError::ClientBody => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -45,6 +49,7 @@ impl LocalError {
             LocalError::HeaderTooLarge => "request_header_too_large",
             LocalError::AbsoluteForm => "forward_proxy_refused",
             LocalError::Connect => "connect_refused",
+            LocalError::ClientBody => "request_body_unreadable",
         }
     }
 

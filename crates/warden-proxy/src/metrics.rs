@@ -3,6 +3,7 @@
 
 use metrics::{Counter, Histogram, counter, histogram};
 use warden_config::{Role, Verdict};
+use warden_policy::JSONRPC_CODE_LABELS;
 
 /// `warden_requests_total` verdict labels: the classifier's five plus warden's own answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,15 +19,34 @@ pub enum Outcome {
 impl Outcome {
     fn index(self) -> usize {
         match self {
-            Outcome::Verdict(v) => v as usize,
+            Outcome::Verdict(v) => verdict_index(v),
             Outcome::ShortCircuit => Verdict::ALL.len(),
         }
     }
 }
 
+fn verdict_index(v: Verdict) -> usize {
+    match v {
+        Verdict::Ok => 0,
+        Verdict::Transient => 1,
+        Verdict::Terminal => 2,
+        Verdict::Auth => 3,
+        Verdict::ClientError => 4,
+    }
+}
+
+/// `warden_token_refresh_total` results, in label order.
+const REFRESH_RESULTS: [&str; 3] = ["success", "transient", "terminal"];
+
 pub struct RouteMetrics {
+    connection: String,
+    role: Role,
     requests: [Counter; Verdict::ALL.len() + 1],
     duration: Histogram,
+    /// Oauth routes only: `refresh_token` grants by result.
+    token_refresh: Option<[Counter; REFRESH_RESULTS.len()]>,
+    /// Mcp routes only: JSON-RPC errors by code label, in `JSONRPC_CODE_LABELS` order.
+    jsonrpc: Option<[Counter; JSONRPC_CODE_LABELS.len()]>,
 }
 
 impl RouteMetrics {
@@ -42,16 +62,84 @@ impl RouteMetrics {
             Some(v) => counter!("warden_requests_total", &labels(v.as_str())),
             None => counter!("warden_requests_total", &labels("short_circuit")),
         });
+        debug_assert!(
+            Verdict::ALL
+                .iter()
+                .enumerate()
+                .all(|(i, v)| verdict_index(*v) == i)
+        );
         let duration = histogram!(
             "warden_request_duration_seconds",
             "connection" => connection.to_owned(),
             "role" => role.as_str()
         );
-        RouteMetrics { requests, duration }
+        let token_refresh = (role == Role::Oauth).then(|| {
+            REFRESH_RESULTS.map(|result| {
+                counter!(
+                    "warden_token_refresh_total",
+                    "connection" => connection.to_owned(),
+                    "result" => result
+                )
+            })
+        });
+        let jsonrpc = (role == Role::Mcp).then(|| {
+            JSONRPC_CODE_LABELS.map(|code| {
+                counter!(
+                    "warden_jsonrpc_errors_total",
+                    "connection" => connection.to_owned(),
+                    "code" => code
+                )
+            })
+        });
+        RouteMetrics {
+            connection: connection.to_owned(),
+            role,
+            requests,
+            duration,
+            token_refresh,
+            jsonrpc,
+        }
     }
 
     pub fn record(&self, outcome: Outcome, seconds: f64) {
         self.requests[outcome.index()].increment(1);
         self.duration.record(seconds);
+    }
+
+    /// A non-ok upstream answer, by verdict and code label. Labels come from closed sets
+    /// (the classifier's labels), so the registry lookup here cannot grow without bound;
+    /// it happens only on failures.
+    pub fn upstream_error(&self, verdict: Verdict, code: &'static str) {
+        counter!(
+            "warden_upstream_errors_total",
+            "connection" => self.connection.clone(),
+            "role" => self.role.as_str(),
+            "verdict" => verdict.as_str(),
+            "code" => code
+        )
+        .increment(1);
+    }
+
+    /// A `refresh_token` grant's outcome.
+    pub fn token_refresh(&self, verdict: Verdict) {
+        let index = match verdict {
+            Verdict::Ok => 0,
+            Verdict::Terminal => 2,
+            Verdict::Transient | Verdict::Auth | Verdict::ClientError => 1,
+        };
+        if let Some(handles) = &self.token_refresh {
+            handles[index].increment(1);
+        }
+    }
+
+    /// A JSON-RPC error object seen in an MCP response body.
+    pub fn jsonrpc_error(&self, label: &'static str) {
+        if let Some(handles) = &self.jsonrpc {
+            let index = JSONRPC_CODE_LABELS
+                .iter()
+                .position(|l| *l == label)
+                .unwrap_or(JSONRPC_CODE_LABELS.len() - 1);
+            handles[index].increment(1);
+        }
     }
 }

@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderName;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use warden_config::{Config, Role};
+use warden_policy::Policy;
 
 use crate::service::{RouteCtx, RouteService};
 use crate::tls::TlsError;
@@ -25,6 +27,8 @@ pub enum ProxyError {
         #[source]
         source: TlsError,
     },
+    #[error("policy.rules: {0}")]
+    Policy(#[from] warden_policy::PolicyError),
     #[error("connections[{connection}].{role}.listen: cannot listen on {addr}: {source}")]
     Bind {
         connection: String,
@@ -53,6 +57,8 @@ impl Proxy {
     /// Builds every route (TLS material is read here, so bad files fail before any socket is
     /// bound) and then binds every listener.
     pub async fn bind(config: &Config) -> Result<Proxy, ProxyError> {
+        let policy = Arc::new(Policy::compile(&config.policy.rules)?);
+        let watched = watched_request_headers(config);
         let mut ctxs = Vec::new();
         for (conn, route) in config.routes() {
             let client = upstream::client(route).map_err(|source| ProxyError::Tls {
@@ -60,7 +66,14 @@ impl Proxy {
                 role: route.role,
                 source,
             })?;
-            ctxs.push(Arc::new(RouteCtx::new(conn, route, client, &config.limits)));
+            ctxs.push(Arc::new(RouteCtx::new(
+                conn,
+                route,
+                client,
+                &config.limits,
+                Arc::clone(&policy),
+                Arc::clone(&watched),
+            )));
         }
         let mut routes = Vec::with_capacity(ctxs.len());
         for ctx in ctxs {
@@ -193,4 +206,21 @@ async fn accept_loop(
 /// Resolves once shutdown is asked for, or once nobody is left who could ask.
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// The request headers classification may need after the request has gone upstream:
+/// `mcp-session-id` (SPEC §4: a 404 with it means the session expired) and whatever
+/// `request_header` rules name.
+fn watched_request_headers(config: &Config) -> Arc<[HeaderName]> {
+    let mut names = vec![HeaderName::from_static("mcp-session-id")];
+    for rule in &config.policy.rules {
+        for (name, _) in &rule.when.request_header {
+            if let Ok(name) = HeaderName::from_bytes(name.as_bytes())
+                && !names.contains(&name)
+            {
+                names.push(name);
+            }
+        }
+    }
+    names.into()
 }

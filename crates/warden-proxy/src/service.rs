@@ -7,15 +7,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Method, Request, Response, Uri, Version};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
-use warden_config::{Connection, Role, Route, Verdict};
+use warden_config::{Connection, ErrorKind, Role, Route, Verdict};
+use warden_policy::{HeaderLookup, Observation, Policy};
 
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::{JsonRpcWatch, Prefixed, RequestBody, ResponseBody, Watched};
+use crate::exchange::{self, TOKEN_BODY_LIMIT, TokenAnswer};
 use crate::headers::{self, X_FORWARDED_PROTO};
 use crate::local::LocalError;
 use crate::metrics::{Outcome, RouteMetrics};
@@ -32,7 +34,13 @@ pub struct RouteCtx {
     request_timeout: Duration,
     max_body_bytes: u64,
     max_header_bytes: usize,
-    metrics: RouteMetrics,
+    /// Oauth routes: requests to exactly this path are token requests.
+    token_path: Option<String>,
+    policy: Arc<Policy>,
+    /// Request headers the classifier may look at (`mcp-session-id` and those named by
+    /// `request_header` rules); only these are kept past forwarding.
+    watched_request_headers: Arc<[HeaderName]>,
+    metrics: Arc<RouteMetrics>,
 }
 
 impl RouteCtx {
@@ -41,6 +49,8 @@ impl RouteCtx {
         route: &Route,
         client: UpstreamClient,
         limits: &warden_config::Limits,
+        policy: Arc<Policy>,
+        watched_request_headers: Arc<[HeaderName]>,
     ) -> Self {
         let scheme = match route.upstream.scheme {
             warden_config::Scheme::Http => Scheme::HTTP,
@@ -56,7 +66,10 @@ impl RouteCtx {
             request_timeout: route.timeouts.request,
             max_body_bytes: limits.max_request_body_bytes,
             max_header_bytes: limits.max_header_bytes,
-            metrics: RouteMetrics::new(&connection.name, route.role),
+            token_path: route.token_path.clone(),
+            policy,
+            watched_request_headers,
+            metrics: Arc::new(RouteMetrics::new(&connection.name, route.role)),
         }
     }
 
@@ -66,40 +79,102 @@ impl RouteCtx {
         client_addr: &HeaderValue,
     ) -> Response<ResponseBody> {
         let start = Instant::now();
-        let (resp, outcome) = match self.forward(req, client_addr).await {
-            Ok(resp) => {
-                let verdict = provisional_verdict(resp.status().as_u16());
-                (resp, Outcome::Verdict(verdict))
-            }
-            Err(local) => {
-                let verdict = if local.error_kind().is_some() {
-                    Verdict::Transient
-                } else {
-                    Verdict::ClientError
-                };
-                (
-                    local.response(&self.connection, self.role),
-                    Outcome::Verdict(verdict),
-                )
-            }
-        };
-        self.metrics.record(outcome, start.elapsed().as_secs_f64());
-        resp
-    }
-
-    async fn forward(
-        &self,
-        req: Request<Incoming>,
-        client_addr: &HeaderValue,
-    ) -> Result<Response<ResponseBody>, LocalError> {
-        self.admit(&req)?;
-        let (mut parts, body) = req.into_parts();
-
-        let path = parts
-            .uri
+        if let Err(local) = self.admit(&req) {
+            return self.answer_locally(local, start);
+        }
+        let method = req.method().clone();
+        let path = req
+            .uri()
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let token_request = self.token_path.as_deref() == Some(path.path());
+        let watched = WatchedHeaders::capture(&self.watched_request_headers, req.headers());
+
+        let (req, grant_type) = if token_request {
+            match read_token_request(req, self.max_body_bytes).await {
+                Ok(pair) => pair,
+                Err(local) => return self.answer_locally(local, start),
+            }
+        } else {
+            let (parts, body) = req.into_parts();
+            (
+                Request::from_parts(
+                    parts,
+                    RequestBody::streaming(limit(body, self.max_body_bytes)),
+                ),
+                None,
+            )
+        };
+
+        let outcome = self.forward(req, path.clone(), client_addr).await;
+        let (status, answer, error_kind) = match &outcome {
+            Ok((resp, answer)) => (Some(resp.status().as_u16()), Some(answer), None),
+            Err(LocalError::Unreachable(kind)) => (None, None, Some(*kind)),
+            Err(LocalError::Timeout) => (None, None, Some(ErrorKind::Timeout)),
+            Err(local) => return self.answer_locally(*local, start),
+        };
+        let response_headers = outcome.as_ref().ok().map(|(resp, _)| resp.headers());
+        let obs = Observation {
+            role: self.role,
+            method: method.as_str(),
+            path: path.path(),
+            token_request,
+            grant_type: grant_type.as_deref(),
+            status,
+            oauth_error: answer.and_then(|a| a.error.as_deref()),
+            has_access_token: answer.is_some_and(|a| a.has_access_token),
+            jsonrpc_error: None,
+            error_kind,
+            response_headers: &ResponseHeaders(response_headers),
+            request_headers: &watched,
+        };
+        let decision = self.policy.classify(&obs);
+        if decision.verdict != Verdict::Ok {
+            self.metrics
+                .upstream_error(decision.verdict, decision.code_label(&obs));
+        }
+        if token_request && warden_policy::is_refresh(obs.grant_type) {
+            self.metrics.token_refresh(decision.verdict);
+        }
+        tracing::debug!(
+            connection = %self.connection,
+            role = %self.role,
+            status,
+            verdict = decision.verdict.as_str(),
+            rule = decision.rule.name(),
+            "classified"
+        );
+        self.metrics.record(
+            Outcome::Verdict(decision.verdict),
+            start.elapsed().as_secs_f64(),
+        );
+        match outcome {
+            Ok((resp, _)) => resp,
+            Err(local) => local.response(&self.connection, self.role),
+        }
+    }
+
+    /// A request warden refused or could not read: not an upstream outcome, so it is not
+    /// classified, only counted.
+    fn answer_locally(&self, local: LocalError, start: Instant) -> Response<ResponseBody> {
+        self.metrics.record(
+            Outcome::Verdict(Verdict::ClientError),
+            start.elapsed().as_secs_f64(),
+        );
+        local.response(&self.connection, self.role)
+    }
+
+    /// Sends `req` upstream and returns the response head (token responses: with their body
+    /// read ahead and looked at).
+    async fn forward(
+        &self,
+        req: Request<RequestBody>,
+        path: PathAndQuery,
+        client_addr: &HeaderValue,
+    ) -> Result<(Response<ResponseBody>, TokenAnswer), LocalError> {
+        let token_request = self.token_path.as_deref() == Some(path.path());
+        let (mut parts, body) = req.into_parts();
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(self.scheme.clone());
         uri.authority = Some(self.authority.clone());
@@ -115,37 +190,76 @@ impl RouteCtx {
         headers.remove(header::HOST);
         headers::append_forwarded_for(headers, client_addr);
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-
-        let limit = usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX);
-        let body = RequestBody::Stream {
-            body: Limited::new(body, limit),
-        };
         let upstream_req = Request::from_parts(parts, body);
 
-        let resp =
-            match tokio::time::timeout(self.request_timeout, self.client.request(upstream_req))
+        let exchange = async {
+            let resp = self.client.request(upstream_req).await?;
+            let (mut parts, body) = resp.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers);
+            if !token_request {
+                let body = match self.jsonrpc_watch(&parts.headers) {
+                    Some(watch) => ResponseBody::Watched {
+                        body: Watched::new(body, watch, Arc::clone(&self.metrics)),
+                    },
+                    None => ResponseBody::Upstream { body },
+                };
+                return Ok((Response::from_parts(parts, body), TokenAnswer::default()));
+            }
+            let body = Prefixed::read(body, TOKEN_BODY_LIMIT)
                 .await
-            {
-                Err(_elapsed) => return Err(LocalError::Timeout),
-                Ok(Err(err)) => {
-                    if is_body_limit(&err) {
-                        return Err(LocalError::BodyTooLarge);
-                    }
-                    let kind = upstream::error_kind(&err);
-                    tracing::debug!(
-                        connection = %self.connection,
-                        role = %self.role,
-                        kind = kind.as_str(),
-                        error = %err,
-                        "upstream exchange failed"
-                    );
-                    return Err(LocalError::Unreachable(kind));
-                }
-                Ok(Ok(resp)) => resp,
+                .map_err(Fault::Body)?;
+            let answer = if body.is_complete() {
+                TokenAnswer::parse(body.prefix())
+            } else {
+                TokenAnswer::default()
             };
-        let (mut parts, body) = resp.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, ResponseBody::Upstream { body }))
+            let resp = Response::from_parts(parts, ResponseBody::Prefixed { body });
+            Ok((resp, answer))
+        };
+        match tokio::time::timeout(self.request_timeout, exchange).await {
+            Err(_elapsed) => Err(LocalError::Timeout),
+            Ok(Ok(pair)) => Ok(pair),
+            Ok(Err(Fault::Client(err))) => {
+                if is_body_limit(&err) {
+                    return Err(LocalError::BodyTooLarge);
+                }
+                let kind = upstream::error_kind(&err);
+                tracing::debug!(
+                    connection = %self.connection,
+                    role = %self.role,
+                    kind = kind.as_str(),
+                    error = %err,
+                    "upstream exchange failed"
+                );
+                Err(LocalError::Unreachable(kind))
+            }
+            Ok(Err(Fault::Body(err))) => {
+                tracing::debug!(
+                    connection = %self.connection,
+                    role = %self.role,
+                    error = %err,
+                    "upstream token response body failed"
+                );
+                Err(LocalError::Unreachable(ErrorKind::Reset))
+            }
+        }
+    }
+
+    /// MCP answers carry JSON-RPC messages as one JSON body or as an event stream; both are
+    /// watched for error objects as they pass.
+    fn jsonrpc_watch(&self, headers: &HeaderMap) -> Option<JsonRpcWatch> {
+        if self.role != Role::Mcp {
+            return None;
+        }
+        let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+        let essence = content_type.split(';').next()?.trim();
+        if essence.eq_ignore_ascii_case("text/event-stream") {
+            Some(JsonRpcWatch::sse())
+        } else if essence.eq_ignore_ascii_case("application/json") {
+            Some(JsonRpcWatch::json())
+        } else {
+            None
+        }
     }
 
     /// Refuses what a reverse proxy for one upstream must not carry, before any upstream work.
@@ -187,12 +301,40 @@ impl RouteCtx {
     }
 }
 
-/// The verdict by status alone, until the policy engine classifies responses.
-fn provisional_verdict(status: u16) -> Verdict {
-    match status {
-        408 | 429 | 500..=511 => Verdict::Transient,
-        _ => Verdict::Ok,
+/// How an upstream exchange failed below HTTP.
+enum Fault {
+    Client(hyper_util::client::legacy::Error),
+    Body(hyper::Error),
+}
+
+impl From<hyper_util::client::legacy::Error> for Fault {
+    fn from(err: hyper_util::client::legacy::Error) -> Self {
+        Fault::Client(err)
     }
+}
+
+fn limit(body: Incoming, max: u64) -> Limited<Incoming> {
+    Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX))
+}
+
+/// Reads a token request's form body ahead (bounded) for its `grant_type`; the body goes
+/// upstream unchanged.
+async fn read_token_request(
+    req: Request<Incoming>,
+    max: u64,
+) -> Result<(Request<RequestBody>, Option<String>), LocalError> {
+    let (parts, body) = req.into_parts();
+    let body = Prefixed::read(limit(body, max), TOKEN_BODY_LIMIT)
+        .await
+        .map_err(|err| {
+            if err.is::<LengthLimitError>() {
+                LocalError::BodyTooLarge
+            } else {
+                LocalError::ClientBody
+            }
+        })?;
+    let grant_type = exchange::grant_type(body.prefix());
+    Ok((Request::from_parts(parts, body), grant_type))
 }
 
 fn is_body_limit(err: &hyper_util::client::legacy::Error) -> bool {
@@ -230,5 +372,38 @@ impl hyper::service::Service<Request<Incoming>> for RouteService {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { Ok(this.ctx.handle(req, &this.client_addr).await) })
+    }
+}
+
+/// The request headers the classifier may consult, kept past forwarding. Usually one or
+/// none, so a linear scan beats any map.
+struct WatchedHeaders(Vec<(HeaderName, HeaderValue)>);
+
+impl WatchedHeaders {
+    fn capture(names: &[HeaderName], headers: &HeaderMap) -> Self {
+        WatchedHeaders(
+            names
+                .iter()
+                .filter_map(|n| headers.get(n).map(|v| (n.clone(), v.clone())))
+                .collect(),
+        )
+    }
+}
+
+impl HeaderLookup for WatchedHeaders {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.to_str().ok())
+    }
+}
+
+/// The upstream's response headers, when there was a response.
+struct ResponseHeaders<'a>(Option<&'a HeaderMap>);
+
+impl HeaderLookup for ResponseHeaders<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0?.get(name)?.to_str().ok()
     }
 }

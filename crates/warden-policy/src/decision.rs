@@ -1,0 +1,114 @@
+//! What the classifier says about one exchange.
+
+use std::sync::Arc;
+
+use warden_config::{RetryMode, Verdict};
+
+use crate::labels;
+use crate::observation::Observation;
+
+/// The outcome of [`crate::Policy::classify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// `Never` when the deciding rule said `retry: never`; built-in rows always say
+    /// `Default` (whether a retry is *safe* is the proxy's call, SPEC §5).
+    pub retry: RetryMode,
+    /// Which rule decided, for logs and debugging.
+    pub rule: RuleRef,
+    /// The health event a token response implies (SPEC §5); `None` for every other request,
+    /// whose events depend on history and are derived by the health crate.
+    pub event: Option<Event>,
+    /// The error code to store and label; `None` for `ok` verdicts, network faults and
+    /// answers whose only code is their HTTP status (see [`Decision::code_label`]).
+    pub code: Option<Code>,
+}
+
+impl Decision {
+    /// The `code` label of `warden_upstream_errors_total` (SPEC §7): the OAuth or session
+    /// code's label when there is one, else the network fault's kind, else the HTTP status;
+    /// always from a closed set.
+    pub fn code_label(&self, obs: &Observation<'_>) -> &'static str {
+        if let Some(code) = &self.code {
+            return code.label;
+        }
+        match (obs.status, obs.error_kind) {
+            (Some(status), _) => labels::status_label(status),
+            (None, Some(kind)) => labels::error_kind_label(kind),
+            (None, None) => labels::OTHER,
+        }
+    }
+}
+
+/// The rule that decided.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RuleRef {
+    /// A row of SPEC §4's tables, by a stable name such as `token.invalid_grant` or
+    /// `http.5xx` (all listed in [`crate::BUILTIN_RULES`]).
+    Builtin(&'static str),
+    /// `policy.rules[index]` and its name. The name is shared with the compiled policy, so
+    /// a decision costs no allocation and outlives a reload.
+    User(usize, Arc<str>),
+}
+
+impl RuleRef {
+    pub fn name(&self) -> &str {
+        match self {
+            RuleRef::Builtin(name) => name,
+            RuleRef::User(_, name) => name,
+        }
+    }
+}
+
+impl std::fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuleRef::Builtin(name) => write!(f, "builtin:{name}"),
+            RuleRef::User(index, name) => write!(f, "policy.rules[{index}]:{name}"),
+        }
+    }
+}
+
+/// Events a token response implies (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    ConnectCompleted,
+    RefreshSucceeded,
+    RefreshFailedRevoked,
+    RefreshFailedTransient,
+}
+
+impl Event {
+    pub const ALL: [Event; 4] = [
+        Event::ConnectCompleted,
+        Event::RefreshSucceeded,
+        Event::RefreshFailedRevoked,
+        Event::RefreshFailedTransient,
+    ];
+
+    /// The SPEC §5 event type name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::ConnectCompleted => "connect_completed",
+            Event::RefreshSucceeded => "refresh_succeeded",
+            Event::RefreshFailedRevoked => "refresh_failed_revoked",
+            Event::RefreshFailedTransient => "refresh_failed_transient",
+        }
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error code, both forms.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Code {
+    /// Sanitized (SPEC §4) and lower-cased; at most 200 characters of `[a-z0-9_.-]`, or
+    /// `redacted`. What events store and the admin API shows.
+    pub sanitized: String,
+    /// The metric label: one of [`crate::OAUTH_CODE_LABELS`] or `session_expired`.
+    pub label: &'static str,
+}
