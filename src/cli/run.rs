@@ -78,6 +78,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    // Handlers go in first: a signal that arrives while starting must start a drain, not
+    // kill the process with the default disposition.
+    let signals = Signals::install()?;
     let metrics = telemetry::install()?;
     tokio::spawn(telemetry::upkeep(metrics.clone()));
 
@@ -92,10 +95,18 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     .await
     .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
     let admin_addr = admin.local_addr().context("admin listener address")?;
-    tracing::info!(addr = %admin_addr, "admin listening");
 
     let proxy = Proxy::bind(&config).await?;
-    for (route, bound) in config.routes().zip(proxy.bound()) {
+    let bound = proxy.bound();
+
+    let (stop_proxy, proxy_stopped) = watch::channel(false);
+    let (stop_admin, admin_stopped) = watch::channel(false);
+    let admin_task = tokio::spawn(admin.serve(admin_stopped));
+    let proxy_task = tokio::spawn(proxy.serve(proxy_stopped, config.shutdown.drain_timeout));
+    readiness.set(Phase::Ready);
+    // Logged once ready: whoever waits for these lines may rely on /readyz saying 200.
+    tracing::info!(addr = %admin_addr, "admin listening");
+    for (route, bound) in config.routes().zip(bound) {
         tracing::info!(
             connection = %bound.connection,
             role = %bound.role,
@@ -105,13 +116,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         );
     }
 
-    let (stop_proxy, proxy_stopped) = watch::channel(false);
-    let (stop_admin, admin_stopped) = watch::channel(false);
-    let admin_task = tokio::spawn(admin.serve(admin_stopped));
-    let proxy_task = tokio::spawn(proxy.serve(proxy_stopped, config.shutdown.drain_timeout));
-    readiness.set(Phase::Ready);
-
-    let signal = shutdown_signal().await?;
+    let signal = signals.recv().await;
     tracing::info!(signal, "shutting down");
     // Readiness flips first so the orchestrator stops routing here while requests drain.
     readiness.set(Phase::Draining);
@@ -125,12 +130,25 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, registered once.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    async fn recv(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

@@ -147,6 +147,14 @@ fn bench(c: &mut Criterion) {
     g.bench_function("5kb_hostile_code", |b| {
         b.iter(|| sanitize_code(black_box(&hostile)))
     });
+    // Worst cases: nothing kept, so the filter runs to the end; and a `w` in every chunk,
+    // so every byte goes through the URL check.
+    let dropped = "\"<>\n\t{}()".repeat(5 * 1024 / 10);
+    g.bench_function("5kb_all_dropped", |b| {
+        b.iter(|| sanitize(black_box(&dropped)))
+    });
+    let w_heavy = "ww_".repeat(5 * 1024 / 3);
+    g.bench_function("5kb_w_heavy", |b| b.iter(|| sanitize(black_box(&w_heavy))));
     g.bench_function("invalid_grant", |b| {
         b.iter(|| sanitize_code(black_box("invalid_grant")))
     });
