@@ -231,7 +231,10 @@ impl RouteCtx {
                     error = %err,
                     "upstream exchange failed"
                 );
-                Err(LocalError::Unreachable(kind))
+                Err(match kind {
+                    ErrorKind::Timeout => LocalError::Timeout,
+                    kind => LocalError::Unreachable(kind),
+                })
             }
             Ok(Err(Fault::Body(err))) => {
                 tracing::debug!(

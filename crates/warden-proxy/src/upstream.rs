@@ -1,7 +1,14 @@
 //! The pooled client that carries one route's requests to its upstream.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Uri;
+use tower::Service;
 
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -13,11 +20,13 @@ use warden_config::{ErrorKind, Route, Scheme};
 use crate::body::RequestBody;
 use crate::tls::{self, TlsError};
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+pub type UpstreamClient = Client<TimedConnector<HttpsConnector<HttpConnector>>, RequestBody>;
 
 /// How long an idle pooled connection is kept; below the usual 60–120 s server keep-alive
 /// so warden closes first and rarely races an upstream that is closing the same socket.
-const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(55);
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(55);
 
 pub fn client(route: &Route) -> Result<UpstreamClient, TlsError> {
     let https = route.upstream.scheme == Scheme::Https;
@@ -26,7 +35,6 @@ pub fn client(route: &Route) -> Result<UpstreamClient, TlsError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(route.timeouts.connect));
 
     let builder = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
@@ -39,13 +47,56 @@ pub fn client(route: &Route) -> Result<UpstreamClient, TlsError> {
         }
         None => builder,
     };
-    let connector = builder.enable_all_versions().wrap_connector(http);
+    let connector = TimedConnector {
+        inner: builder.enable_all_versions().wrap_connector(http),
+        timeout: route.timeouts.connect,
+    };
 
     Ok(Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .build(connector))
+}
+
+/// `timeouts.connect` over the whole connection setup, TCP and TLS handshake together:
+/// hyper-util's own connect timeout stops at TCP, and a server that accepts but never
+/// finishes the handshake must not hold a request until `timeouts.request`.
+#[derive(Clone)]
+pub struct TimedConnector<C> {
+    inner: C,
+    timeout: Duration,
+}
+
+/// The connection setup took longer than `timeouts.connect`.
+#[derive(Debug, thiserror::Error)]
+#[error("connect timeout")]
+pub struct ConnectTimeout;
+
+impl<C> Service<Uri> for TimedConnector<C>
+where
+    C: Service<Uri> + Send,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(result) => result.map_err(Into::into),
+                Err(_) => Err(Box::new(ConnectTimeout) as BoxError),
+            }
+        })
+    }
 }
 
 /// Names the network fault behind a failed exchange by walking the error's causes.
@@ -60,6 +111,9 @@ pub fn error_kind(err: &hyper_util::client::legacy::Error) -> ErrorKind {
     while let Some(e) = cur {
         if e.downcast_ref::<rustls::Error>().is_some() {
             return ErrorKind::Tls;
+        }
+        if e.is::<ConnectTimeout>() {
+            return ErrorKind::Timeout;
         }
         if let Some(io) = e.downcast_ref::<io::Error>() {
             kind = kind.or(match io.kind() {
