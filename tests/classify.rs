@@ -408,3 +408,58 @@ impl<T> futures_core::Stream for RxStream<T> {
         self.0.poll_recv(cx)
     }
 }
+
+#[tokio::test]
+async fn jsonrpc_error_rules_classify_errors_seen_in_the_body() {
+    const BODY: &str = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32001,"message":"overloaded"}}"#;
+    let up = Upstream::start(|_req| async {
+        Response::builder()
+            .header("content-type", "application/json")
+            .body(full(BODY))
+            .expect("response")
+    })
+    .await;
+    let yaml = format!(
+        "{}policy:
+  rules:
+    - name: tool-overloaded
+      when: {{ role: mcp, jsonrpc_error: {{ from: -32099, to: -32000 }}, request_header: {{ mcp-session-id: \"^s-\" }} }}
+      then: {{ verdict: transient }}
+",
+        one_route("mcp", &up.url(), "")
+    );
+    let warden = Warden::start(&yaml);
+    let addr = warden.route("t", "mcp");
+    let client = http_client();
+    // The rule needs the session header: the first request does not match, the second does.
+    support::get(&client, &format!("http://{addr}/mcp")).await;
+    let req = http::Request::post(format!("http://{addr}/mcp"))
+        .header("mcp-session-id", "s-1")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    assert_eq!(send(&client, req).await.body, BODY.as_bytes());
+
+    let m = scrape(warden.admin).await;
+    assert_eq!(
+        metric(
+            &m,
+            "warden_jsonrpc_errors_total",
+            &[("code", "server_error")]
+        ),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "warden_upstream_errors_total",
+            &[
+                ("role", "mcp"),
+                ("verdict", "transient"),
+                ("code", "server_error")
+            ]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+}

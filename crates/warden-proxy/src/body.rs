@@ -1,7 +1,6 @@
 //! Body types of the data plane: what goes upstream and what goes back to the client.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -10,7 +9,6 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
-use crate::metrics::RouteMetrics;
 use crate::observe::jsonrpc::{self, JsonRpcSseWatcher};
 
 pin_project_lite::pin_project! {
@@ -212,23 +210,26 @@ impl JsonRpcWatch {
     }
 }
 
+/// What to do with each JSON-RPC error code seen in a watched body.
+pub type OnJsonRpcError = Box<dyn FnMut(i64) + Send + Sync>;
+
 pin_project_lite::pin_project! {
     /// An MCP response body passed through frame by frame, unchanged and undelayed, while
-    /// the JSON-RPC error objects in it are counted.
+    /// the JSON-RPC error objects in it are reported.
     pub struct Watched {
         #[pin]
         body: Incoming,
         watch: JsonRpcWatch,
-        metrics: Arc<RouteMetrics>,
+        on_error: OnJsonRpcError,
     }
 }
 
 impl Watched {
-    pub fn new(body: Incoming, watch: JsonRpcWatch, metrics: Arc<RouteMetrics>) -> Self {
+    pub fn new(body: Incoming, watch: JsonRpcWatch, on_error: OnJsonRpcError) -> Self {
         Watched {
             body,
             watch,
-            metrics,
+            on_error,
         }
     }
 }
@@ -243,8 +244,7 @@ impl Body for Watched {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let mut this = self.project();
         let polled = this.body.as_mut().poll_frame(cx);
-        let metrics = &**this.metrics;
-        let mut count = |code: i64| metrics.jsonrpc_error(warden_policy::jsonrpc_code_label(code));
+        let mut count = |code: i64| (this.on_error)(code);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {

@@ -59,6 +59,11 @@ impl Proxy {
     pub async fn bind(config: &Config) -> Result<Proxy, ProxyError> {
         let policy = Arc::new(Policy::compile(&config.policy.rules)?);
         let watched = watched_request_headers(config);
+        let jsonrpc_rules = config
+            .policy
+            .rules
+            .iter()
+            .any(|r| r.when.jsonrpc_error.is_some());
         let mut ctxs = Vec::new();
         for (conn, route) in config.routes() {
             let client = upstream::client(route).map_err(|source| ProxyError::Tls {
@@ -73,6 +78,7 @@ impl Proxy {
                 &config.limits,
                 Arc::clone(&policy),
                 Arc::clone(&watched),
+                jsonrpc_rules,
             )));
         }
         let mut routes = Vec::with_capacity(ctxs.len());

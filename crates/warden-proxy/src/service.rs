@@ -37,6 +37,9 @@ pub struct RouteCtx {
     /// Oauth routes: requests to exactly this path are token requests.
     token_path: Option<String>,
     policy: Arc<Policy>,
+    /// Whether any rule matches on `jsonrpc_error`, so JSON-RPC errors in bodies must be
+    /// classified and not only counted.
+    jsonrpc_rules: bool,
     /// Request headers the classifier may look at (`mcp-session-id` and those named by
     /// `request_header` rules); only these are kept past forwarding.
     watched_request_headers: Arc<[HeaderName]>,
@@ -51,6 +54,7 @@ impl RouteCtx {
         limits: &warden_config::Limits,
         policy: Arc<Policy>,
         watched_request_headers: Arc<[HeaderName]>,
+        jsonrpc_rules: bool,
     ) -> Self {
         let scheme = match route.upstream.scheme {
             warden_config::Scheme::Http => Scheme::HTTP,
@@ -68,6 +72,7 @@ impl RouteCtx {
             max_header_bytes: limits.max_header_bytes,
             token_path: route.token_path.clone(),
             policy,
+            jsonrpc_rules,
             watched_request_headers,
             metrics: Arc::new(RouteMetrics::new(&connection.name, route.role)),
         }
@@ -107,7 +112,17 @@ impl RouteCtx {
             )
         };
 
-        let outcome = self.forward(req, path.clone(), client_addr).await;
+        let info = RequestInfo {
+            method,
+            path,
+            watched,
+        };
+        let outcome = self.forward(req, &info, client_addr).await;
+        let RequestInfo {
+            method,
+            path,
+            watched,
+        } = info;
         let (status, answer, error_kind) = match &outcome {
             Ok((resp, answer)) => (Some(resp.status().as_u16()), Some(answer), None),
             Err(LocalError::Unreachable(kind)) => (None, None, Some(*kind)),
@@ -170,9 +185,10 @@ impl RouteCtx {
     async fn forward(
         &self,
         req: Request<RequestBody>,
-        path: PathAndQuery,
+        info: &RequestInfo,
         client_addr: &HeaderValue,
     ) -> Result<(Response<ResponseBody>, TokenAnswer), LocalError> {
+        let path = info.path.clone();
         let token_request = self.token_path.as_deref() == Some(path.path());
         let (mut parts, body) = req.into_parts();
         let mut uri = http::uri::Parts::default();
@@ -199,7 +215,7 @@ impl RouteCtx {
             if !token_request {
                 let body = match self.jsonrpc_watch(&parts.headers) {
                     Some(watch) => ResponseBody::Watched {
-                        body: Watched::new(body, watch, Arc::clone(&self.metrics)),
+                        body: Watched::new(body, watch, self.on_jsonrpc_error(info, &parts)),
                     },
                     None => ResponseBody::Upstream { body },
                 };
@@ -263,6 +279,46 @@ impl RouteCtx {
         } else {
             None
         }
+    }
+
+    /// Counts each JSON-RPC error of an MCP answer and, when `policy.rules` match on
+    /// `jsonrpc_error`, classifies it with the answer's other facts: a matching rule's
+    /// verdict is counted as an upstream error with the JSON-RPC code's label. The request's
+    /// own verdict was decided at the response head, before the body streamed.
+    fn on_jsonrpc_error(
+        &self,
+        info: &RequestInfo,
+        head: &http::response::Parts,
+    ) -> crate::body::OnJsonRpcError {
+        let metrics = Arc::clone(&self.metrics);
+        if !self.jsonrpc_rules {
+            return Box::new(move |code| {
+                metrics.jsonrpc_error(warden_policy::jsonrpc_code_label(code));
+            });
+        }
+        let policy = Arc::clone(&self.policy);
+        let role = self.role;
+        let method = info.method.clone();
+        let path = info.path.clone();
+        let watched = WatchedHeaders(info.watched.0.clone());
+        let status = head.status.as_u16();
+        let response_headers = head.headers.clone();
+        Box::new(move |code| {
+            let label = warden_policy::jsonrpc_code_label(code);
+            metrics.jsonrpc_error(label);
+            let response_headers = ResponseHeaders(Some(&response_headers));
+            let mut obs = Observation::new(role, method.as_str(), path.path());
+            obs.status = Some(status);
+            obs.jsonrpc_error = Some(code);
+            obs.response_headers = &response_headers;
+            obs.request_headers = &watched;
+            let decision = policy.classify(&obs);
+            if matches!(decision.rule, warden_policy::RuleRef::User(..))
+                && decision.verdict != Verdict::Ok
+            {
+                metrics.upstream_error(decision.verdict, label);
+            }
+        })
     }
 
     /// Refuses what a reverse proxy for one upstream must not carry, before any upstream work.
@@ -376,6 +432,13 @@ impl hyper::service::Service<Request<Incoming>> for RouteService {
         let this = self.clone();
         Box::pin(async move { Ok(this.ctx.handle(req, &this.client_addr).await) })
     }
+}
+
+/// What classification needs to know about a request after it has gone upstream.
+struct RequestInfo {
+    method: Method,
+    path: PathAndQuery,
+    watched: WatchedHeaders,
 }
 
 /// The request headers the classifier may consult, kept past forwarding. Usually one or
