@@ -30,6 +30,15 @@ async fn scripted_idp(script: Script) -> Upstream {
     .await
 }
 
+async fn reset(admin: std::net::SocketAddr, connection: &str) {
+    let req = http::Request::post(format!(
+        "http://{admin}/api/v1/connections/{connection}/reset"
+    ))
+    .body(Full::new(Bytes::new()))
+    .expect("request");
+    assert_eq!(send(&http_client(), req).await.status, 200);
+}
+
 async fn token_request(addr: std::net::SocketAddr, grant: &str) -> support::Answer {
     let body = format!("grant_type={grant}&refresh_token=secret-rt&client_id=app");
     let req = http::Request::post(format!("http://{addr}/token"))
@@ -130,6 +139,9 @@ async fn token_endpoint_answers_are_classified_per_spec_table() {
             body.as_bytes(),
             "warden must not change the answer"
         );
+        // A terminal answer puts the connection in needs_reauth, which would short-circuit
+        // the next refresh; this test is about classification, so start clean each time.
+        reset(warden.admin, "t").await;
     }
 
     let m = scrape(warden.admin).await;
@@ -298,6 +310,7 @@ async fn policy_rules_from_proxy_yaml_override_the_builtin_table() {
     let warden = Warden::start(&yaml);
     let addr = warden.route("t", "oauth");
     token_request(addr, "refresh_token").await;
+    reset(warden.admin, "t").await;
     token_request(addr, "refresh_token").await;
     let m = scrape(warden.admin).await;
     assert_eq!(

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::sync::watch;
-use warden_admin::{AdminServer, AdminState, Phase, Readiness};
+use warden_admin::{AdminServer, AdminState, ConnectionsApi, Phase, Readiness};
 use warden_config::{Config, Role, ZeroConfig};
 use warden_proxy::Proxy;
+use warden_proxy::health::HealthHub;
 
 use crate::telemetry;
 
@@ -84,20 +85,26 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let metrics = telemetry::install()?;
     tokio::spawn(telemetry::upkeep(metrics.clone()));
 
+    let token = match &config.admin.token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    let proxy = Proxy::bind(&config).await?;
+    let bound = proxy.bound();
+
     let readiness = Arc::new(Readiness::default());
     let admin = AdminServer::bind(
         config.admin.listen,
         AdminState {
             readiness: Arc::clone(&readiness),
             metrics,
+            connections: Some(Arc::new(HealthApi(proxy.health()))),
+            token,
         },
     )
     .await
     .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
     let admin_addr = admin.local_addr().context("admin listener address")?;
-
-    let proxy = Proxy::bind(&config).await?;
-    let bound = proxy.bound();
 
     let (stop_proxy, proxy_stopped) = watch::channel(false);
     let (stop_admin, admin_stopped) = watch::channel(false);
@@ -128,6 +135,39 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         tracing::info!("drained; exiting");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The admin bearer token: the file's content without surrounding whitespace.
+fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("admin.token_file: cannot read {}", path.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "admin.token_file: {} is empty",
+        path.display()
+    );
+    Ok(token.to_owned())
+}
+
+/// The admin API's view of the proxy's health records.
+struct HealthApi(Arc<HealthHub>);
+
+impl ConnectionsApi for HealthApi {
+    fn health(&self) -> serde_json::Value {
+        serde_json::json!({ "connections": self.0.rows() })
+    }
+
+    fn connection(&self, name: &str) -> Option<serde_json::Value> {
+        let detail = self.0.get(name)?.detail();
+        serde_json::to_value(detail).ok()
+    }
+
+    fn reset(&self, name: &str) -> Option<serde_json::Value> {
+        let row = self.0.get(name)?.reset();
+        tracing::info!(connection = name, "reset by admin");
+        serde_json::to_value(row).ok()
+    }
 }
 
 /// SIGTERM and SIGINT, registered once.

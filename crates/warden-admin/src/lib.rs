@@ -1,4 +1,4 @@
-//! The admin listener: liveness, readiness and Prometheus metrics.
+//! The admin listener: liveness, readiness, Prometheus metrics and the connection-health API.
 #![forbid(unsafe_code)]
 
 use std::convert::Infallible;
@@ -48,10 +48,25 @@ impl Readiness {
     }
 }
 
+/// The connection-health side of the admin API, implemented by whoever holds the health
+/// records (the admin crate knows nothing of the proxy).
+pub trait ConnectionsApi: Send + Sync {
+    /// `{"connections":[row, ...]}` (SPEC §6).
+    fn health(&self) -> serde_json::Value;
+    /// One row plus its `events`, newest first; `None` for an unknown name.
+    fn connection(&self, name: &str) -> Option<serde_json::Value>;
+    /// Clears needs_reauth and circuits and records `reset_admin`; the row afterwards, or
+    /// `None` for an unknown name.
+    fn reset(&self, name: &str) -> Option<serde_json::Value>;
+}
+
 /// What the admin endpoints read.
 pub struct AdminState {
     pub readiness: Arc<Readiness>,
     pub metrics: PrometheusHandle,
+    pub connections: Option<Arc<dyn ConnectionsApi>>,
+    /// When set, mutating calls need `Authorization: Bearer <token>`.
+    pub token: Option<String>,
 }
 
 pub struct AdminServer {
@@ -106,10 +121,14 @@ impl AdminServer {
 }
 
 fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if let Some(rest) = path.strip_prefix("/api/v1/connections/") {
+        return connections_api(state, req, rest);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
-    match req.uri().path() {
+    match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => match state.readiness.phase() {
             Phase::Ready => text(StatusCode::OK, "ready\n"),
@@ -128,6 +147,88 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
+fn connections_api(
+    state: &AdminState,
+    req: &Request<Incoming>,
+    rest: &str,
+) -> Response<Full<Bytes>> {
+    let Some(api) = &state.connections else {
+        return json_error(StatusCode::NOT_FOUND, "not_found");
+    };
+    let method = req.method();
+    match rest.split_once('/') {
+        None if rest == "health" => match *method {
+            Method::GET | Method::HEAD => json(StatusCode::OK, &api.health()),
+            _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        },
+        None => match *method {
+            Method::GET | Method::HEAD => match api.connection(rest) {
+                Some(detail) => json(StatusCode::OK, &detail),
+                None => json_error(StatusCode::NOT_FOUND, "unknown_connection"),
+            },
+            _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        },
+        Some((name, "reset")) => {
+            if method != Method::POST {
+                return json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+            }
+            // The token is checked before the name, so the API tells nothing about which
+            // connections exist to a caller without it.
+            if let Some(token) = &state.token
+                && !bearer_matches(req, token)
+            {
+                let mut resp = json_error(StatusCode::UNAUTHORIZED, "unauthorized");
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return resp;
+            }
+            match api.reset(name) {
+                Some(row) => json(StatusCode::OK, &row),
+                None => json_error(StatusCode::NOT_FOUND, "unknown_connection"),
+            }
+        }
+        Some(_) => json_error(StatusCode::NOT_FOUND, "not_found"),
+    }
+}
+
+/// Whether the request carries `Authorization: Bearer <token>`, compared in time that
+/// does not depend on where the first differing byte is.
+fn bearer_matches(req: &Request<Incoming>, token: &str) -> bool {
+    let Some(given) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    // The length is not secret-dependent enough to hide (tokens have a fixed format); the
+    // content is compared without an early exit.
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn json_error(status: StatusCode, error: &'static str) -> Response<Full<Bytes>> {
+    json(status, &serde_json::json!({ "error": error }))
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = status;
@@ -136,4 +237,17 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cre"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
 }

@@ -147,11 +147,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function("5kb_hostile_code", |b| {
         b.iter(|| sanitize_code(black_box(&hostile)))
     });
-    // Worst cases: nothing kept, so the filter runs to the end; and a `w` in every chunk,
-    // so every byte goes through the URL check.
+    // Worst cases: nothing kept, so the filter runs to the end; a `.` in every chunk, so
+    // every byte goes through the URL check; and a `w`-heavy value (markers are keyed on
+    // `:` and `.` so that letters stay on the fast path).
     let dropped = "\"<>\n\t{}()".repeat(5 * 1024 / 10);
     g.bench_function("5kb_all_dropped", |b| {
         b.iter(|| sanitize(black_box(&dropped)))
+    });
+    let dot_heavy = "ww.".repeat(5 * 1024 / 3);
+    g.bench_function("5kb_dot_heavy", |b| {
+        b.iter(|| sanitize(black_box(&dot_heavy)))
     });
     let w_heavy = "ww_".repeat(5 * 1024 / 3);
     g.bench_function("5kb_w_heavy", |b| b.iter(|| sanitize(black_box(&w_heavy))));

@@ -55,6 +55,26 @@ fn url_shaped_values_are_redacted() {
     }
 }
 
+/// The URL check scans in chunks: markers are found wherever they fall, across chunk
+/// boundaries included, and so is the 200 cut.
+#[test]
+fn markers_at_every_offset() {
+    for pad in 0..100 {
+        let a = "a".repeat(pad);
+        for marker in ["www.", "WwW.", "://"] {
+            let raw = format!("{a}{marker}x");
+            assert_eq!(sanitize(&raw), REDACTED, "{raw:?}");
+            let raw = format!("{a}{marker}");
+            assert_eq!(sanitize(&raw), REDACTED, "{raw:?}");
+        }
+        let near = format!("{a}ww.w:/.");
+        assert_ne!(sanitize(&near), REDACTED, "{near:?}");
+        let long = format!("{a}{}", "B".repeat(250));
+        assert_eq!(sanitize(&long).len(), 200);
+        assert_eq!(sanitize(&long), long[..200]);
+    }
+}
+
 #[test]
 fn control_characters_quotes_and_newlines_are_removed() {
     assert_eq!(sanitize("invalid_grant\r\n"), "invalid_grant");
@@ -90,6 +110,15 @@ proptest! {
         if raw.contains("://") || raw.to_ascii_lowercase().contains("www.") {
             prop_assert_eq!(out, REDACTED);
         }
+    }
+
+    #[test]
+    fn any_marker_anywhere_redacts(
+        prefix in any::<String>(),
+        marker in prop::sample::select(vec!["://", "www.", "WWW.", "wWw."]),
+        suffix in any::<String>(),
+    ) {
+        prop_assert_eq!(sanitize(&format!("{prefix}{marker}{suffix}")), REDACTED);
     }
 
     #[test]

@@ -128,9 +128,59 @@ where
     }
 }
 
-/// A request body on its way upstream: the client's stream, capped at
-/// `limits.max_request_body_bytes`, possibly with a prefix warden read to look at.
-pub type RequestBody = Prefixed<Limited<Incoming>>;
+pin_project_lite::pin_project! {
+    /// A request body on its way upstream: the client's stream, capped at
+    /// `limits.max_request_body_bytes` and possibly with a prefix warden read to look at, or
+    /// bytes warden holds itself (a probe's empty body).
+    #[project = RequestBodyProj]
+    pub enum RequestBody {
+        Client { #[pin] body: Prefixed<Limited<Incoming>> },
+        Bytes { #[pin] body: Full<Bytes> },
+    }
+}
+
+impl RequestBody {
+    pub fn client(body: Prefixed<Limited<Incoming>>) -> Self {
+        RequestBody::Client { body }
+    }
+
+    pub fn empty() -> Self {
+        RequestBody::Bytes {
+            body: Full::new(Bytes::new()),
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project() {
+            RequestBodyProj::Client { body } => body.poll_frame(cx),
+            RequestBodyProj::Bytes { body } => body.poll_frame(cx).map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Client { body } => body.is_end_stream(),
+            RequestBody::Bytes { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Client { body } => body.size_hint(),
+            RequestBody::Bytes { body } => body.size_hint(),
+        }
+    }
+}
 
 pin_project_lite::pin_project! {
     /// A response body for the client: the upstream's stream, passed frame by frame as it

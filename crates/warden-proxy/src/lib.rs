@@ -4,12 +4,16 @@
 mod body;
 mod exchange;
 mod headers;
+pub mod health;
+mod jitter;
 mod local;
 mod metrics;
 #[doc(hidden)]
 pub mod observe;
+mod prober;
 mod server;
 mod service;
+mod short_circuit;
 mod tls;
 mod upstream;
 

@@ -9,10 +9,6 @@ use warden_policy::JSONRPC_CODE_LABELS;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Verdict(Verdict),
-    #[expect(
-        dead_code,
-        reason = "warden answers for the upstream once the gate layer exists"
-    )]
     ShortCircuit,
 }
 
@@ -47,7 +43,13 @@ pub struct RouteMetrics {
     token_refresh: Option<[Counter; REFRESH_RESULTS.len()]>,
     /// Mcp routes only: JSON-RPC errors by code label, in `JSONRPC_CODE_LABELS` order.
     jsonrpc: Option<[Counter; JSONRPC_CODE_LABELS.len()]>,
+    /// `warden_short_circuits_total` by reason, in `SHORT_CIRCUIT_REASONS` order.
+    short_circuits: [Counter; SHORT_CIRCUIT_REASONS.len()],
+    /// `warden_probes_total` by result: success, failure.
+    probes: [Counter; 2],
 }
+
+const SHORT_CIRCUIT_REASONS: [&str; 2] = ["needs_reauth", "circuit_open"];
 
 impl RouteMetrics {
     pub fn new(connection: &str, role: Role) -> Self {
@@ -91,7 +93,25 @@ impl RouteMetrics {
                 )
             })
         });
+        let short_circuits = SHORT_CIRCUIT_REASONS.map(|reason| {
+            counter!(
+                "warden_short_circuits_total",
+                "connection" => connection.to_owned(),
+                "role" => role.as_str(),
+                "reason" => reason
+            )
+        });
+        let probes = ["success", "failure"].map(|result| {
+            counter!(
+                "warden_probes_total",
+                "connection" => connection.to_owned(),
+                "role" => role.as_str(),
+                "result" => result
+            )
+        });
         RouteMetrics {
+            short_circuits,
+            probes,
             connection: connection.to_owned(),
             role,
             requests,
@@ -118,6 +138,19 @@ impl RouteMetrics {
             "code" => code
         )
         .increment(1);
+    }
+
+    /// A request answered by warden for the upstream; `reason` is one of
+    /// `needs_reauth`, `circuit_open`.
+    pub fn short_circuit(&self, reason: &'static str, seconds: f64) {
+        self.record(Outcome::ShortCircuit, seconds);
+        if let Some(i) = SHORT_CIRCUIT_REASONS.iter().position(|r| *r == reason) {
+            self.short_circuits[i].increment(1);
+        }
+    }
+
+    pub fn probe(&self, ok: bool) {
+        self.probes[usize::from(!ok)].increment(1);
     }
 
     /// A `refresh_token` grant's outcome.

@@ -14,7 +14,11 @@ use tokio::task::JoinSet;
 use warden_config::{Config, Role};
 use warden_policy::Policy;
 
-use crate::service::{RouteCtx, RouteService};
+use http::uri::PathAndQuery;
+
+use crate::health::HealthHub;
+use crate::prober::{self, ProbeTarget, Schedule};
+use crate::service::{Classifier, RouteCtx, RouteService};
 use crate::tls::TlsError;
 use crate::upstream;
 
@@ -51,35 +55,57 @@ pub struct BoundRoute {
 pub struct Proxy {
     routes: Vec<(TcpListener, Arc<RouteCtx>)>,
     http: auto::Builder<TokioExecutor>,
+    health: Arc<HealthHub>,
+    probes: Vec<ProbeTarget>,
+    max_concurrent_probes: usize,
 }
 
 impl Proxy {
     /// Builds every route (TLS material is read here, so bad files fail before any socket is
     /// bound) and then binds every listener.
     pub async fn bind(config: &Config) -> Result<Proxy, ProxyError> {
-        let policy = Arc::new(Policy::compile(&config.policy.rules)?);
-        let watched = watched_request_headers(config);
-        let jsonrpc_rules = config
-            .policy
-            .rules
-            .iter()
-            .any(|r| r.when.jsonrpc_error.is_some());
+        let classifier = Classifier {
+            policy: Arc::new(Policy::compile(&config.policy.rules)?),
+            watched_request_headers: watched_request_headers(config),
+            jsonrpc_rules: config
+                .policy
+                .rules
+                .iter()
+                .any(|r| r.when.jsonrpc_error.is_some()),
+        };
+        let health = HealthHub::new(config);
         let mut ctxs = Vec::new();
+        let mut probes = Vec::new();
         for (conn, route) in config.routes() {
             let client = upstream::client(route).map_err(|source| ProxyError::Tls {
                 connection: conn.name.clone(),
                 role: route.role,
                 source,
             })?;
-            ctxs.push(Arc::new(RouteCtx::new(
+            let conn_health = health
+                .get(&conn.name)
+                .map(Arc::clone)
+                .expect("the hub has a record for every configured connection");
+            let ctx = Arc::new(RouteCtx::new(
                 conn,
                 route,
                 client,
                 &config.limits,
-                Arc::clone(&policy),
-                Arc::clone(&watched),
-                jsonrpc_rules,
-            )));
+                &classifier,
+                Arc::clone(&conn_health),
+            ));
+            probes.push(ProbeTarget {
+                health: conn_health,
+                role: route.role,
+                route: Arc::clone(&ctx),
+                path: PathAndQuery::from_maybe_shared(route.circuit.probe.path.clone())
+                    .unwrap_or_else(|_| PathAndQuery::from_static("/")),
+                schedule: Schedule {
+                    interval: route.circuit.probe.interval,
+                    max_interval: route.circuit.probe.max_interval,
+                },
+            });
+            ctxs.push(ctx);
         }
         let mut routes = Vec::with_capacity(ctxs.len());
         for ctx in ctxs {
@@ -97,7 +123,15 @@ impl Proxy {
         Ok(Proxy {
             routes,
             http: server_builder(config.limits.max_header_bytes),
+            health,
+            probes,
+            max_concurrent_probes: config.limits.max_concurrent_probes,
         })
+    }
+
+    /// The connections' health, for the admin API.
+    pub fn health(&self) -> Arc<HealthHub> {
+        Arc::clone(&self.health)
     }
 
     pub fn bound(&self) -> Vec<BoundRoute> {
@@ -119,6 +153,12 @@ impl Proxy {
         // Every connection task holds a clone of `open`; when the last is gone, `recv`
         // returns None and the drain is complete.
         let (open, mut all_closed) = mpsc::channel::<()>(1);
+        let prober = tokio::spawn(prober::run(
+            self.probes,
+            self.max_concurrent_probes,
+            self.health.circuit_openings(),
+            shutdown.clone(),
+        ));
         let http = Arc::new(self.http);
         let mut accept_loops = JoinSet::new();
         for (listener, ctx) in self.routes {
@@ -137,8 +177,13 @@ impl Proxy {
         while accept_loops.join_next().await.is_some() {}
 
         tracing::info!(timeout = ?drain_timeout, "draining in-flight requests");
-        match tokio::time::timeout(drain_timeout, all_closed.recv()).await {
-            Ok(_) => true,
+        let drain = async {
+            all_closed.recv().await;
+            // Waiting probes were cancelled by the signal; in-flight ones finish.
+            let _ = prober.await;
+        };
+        match tokio::time::timeout(drain_timeout, drain).await {
+            Ok(()) => true,
             Err(_) => {
                 tracing::warn!(timeout = ?drain_timeout, "drain timeout reached; closing the remaining connections");
                 false

@@ -14,14 +14,26 @@ use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 use warden_config::{Connection, ErrorKind, Role, Route, Verdict};
+use warden_health::{Gate, GateRequest, TokenOutcome, UpstreamOutcome};
 use warden_policy::{HeaderLookup, Observation, Policy};
 
 use crate::body::{JsonRpcWatch, Prefixed, RequestBody, ResponseBody, Watched};
 use crate::exchange::{self, TOKEN_BODY_LIMIT, TokenAnswer};
 use crate::headers::{self, X_FORWARDED_PROTO};
+use crate::health::ConnHealth;
 use crate::local::LocalError;
 use crate::metrics::{Outcome, RouteMetrics};
+use crate::short_circuit;
 use crate::upstream::{self, UpstreamClient};
+
+/// The compiled policy and what the data plane derives from it, shared by every route.
+pub struct Classifier {
+    pub policy: Arc<Policy>,
+    /// Request headers the classifier may look at after forwarding.
+    pub watched_request_headers: Arc<[HeaderName]>,
+    /// Whether any rule matches on `jsonrpc_error`.
+    pub jsonrpc_rules: bool,
+}
 
 /// Everything one route's requests need, built once per route.
 pub struct RouteCtx {
@@ -44,6 +56,7 @@ pub struct RouteCtx {
     /// `request_header` rules); only these are kept past forwarding.
     watched_request_headers: Arc<[HeaderName]>,
     metrics: Arc<RouteMetrics>,
+    health: Arc<ConnHealth>,
 }
 
 impl RouteCtx {
@@ -52,9 +65,8 @@ impl RouteCtx {
         route: &Route,
         client: UpstreamClient,
         limits: &warden_config::Limits,
-        policy: Arc<Policy>,
-        watched_request_headers: Arc<[HeaderName]>,
-        jsonrpc_rules: bool,
+        classifier: &Classifier,
+        health: Arc<ConnHealth>,
     ) -> Self {
         let scheme = match route.upstream.scheme {
             warden_config::Scheme::Http => Scheme::HTTP,
@@ -71,10 +83,11 @@ impl RouteCtx {
             max_body_bytes: limits.max_request_body_bytes,
             max_header_bytes: limits.max_header_bytes,
             token_path: route.token_path.clone(),
-            policy,
-            jsonrpc_rules,
-            watched_request_headers,
+            policy: Arc::clone(&classifier.policy),
+            jsonrpc_rules: classifier.jsonrpc_rules,
+            watched_request_headers: Arc::clone(&classifier.watched_request_headers),
             metrics: Arc::new(RouteMetrics::new(&connection.name, route.role)),
+            health,
         }
     }
 
@@ -106,11 +119,21 @@ impl RouteCtx {
             (
                 Request::from_parts(
                     parts,
-                    RequestBody::streaming(limit(body, self.max_body_bytes)),
+                    RequestBody::client(Prefixed::streaming(limit(body, self.max_body_bytes))),
                 ),
                 None,
             )
         };
+
+        let gate_request = if token_request {
+            GateRequest::token(grant_type.as_deref())
+        } else {
+            GateRequest::NotToken
+        };
+        match self.health.gate(self.role, gate_request) {
+            Gate::Forward => {}
+            refused => return self.short_circuit(refused, gate_request, start),
+        }
 
         let info = RequestInfo {
             method,
@@ -152,6 +175,18 @@ impl RouteCtx {
         if token_request && warden_policy::is_refresh(obs.grant_type) {
             self.metrics.token_refresh(decision.verdict);
         }
+        if token_request {
+            if let Some(outcome) =
+                TokenOutcome::from_decision(&decision, status, error_kind, obs.has_access_token)
+            {
+                self.health.record_token(outcome);
+            }
+        } else {
+            self.health.record_upstream(
+                self.role,
+                UpstreamOutcome::from_decision(&decision, status, error_kind),
+            );
+        }
         tracing::debug!(
             connection = %self.connection,
             role = %self.role,
@@ -167,6 +202,31 @@ impl RouteCtx {
         match outcome {
             Ok((resp, _)) => resp,
             Err(local) => local.response(&self.connection, self.role),
+        }
+    }
+
+    /// Answers for an upstream that must not be asked (SPEC §5). Not an upstream outcome:
+    /// health records nothing, the metrics say short_circuit.
+    fn short_circuit(
+        &self,
+        gate: Gate,
+        request: GateRequest,
+        start: Instant,
+    ) -> Response<ResponseBody> {
+        let reason = gate.reason().unwrap_or("circuit_open");
+        self.metrics
+            .short_circuit(reason, start.elapsed().as_secs_f64());
+        match gate {
+            Gate::NeedsReauth { idp_error_code } if request == GateRequest::RefreshGrant => {
+                short_circuit::refresh_refused(idp_error_code.as_deref())
+            }
+            Gate::NeedsReauth { idp_error_code } => {
+                short_circuit::needs_reauth(&self.connection, idp_error_code.as_deref())
+            }
+            Gate::CircuitOpen { retry_after } => {
+                short_circuit::circuit_open(&self.connection, self.role, retry_after)
+            }
+            Gate::Forward => unreachable_forward(&self.connection, self.role),
         }
     }
 
@@ -262,6 +322,38 @@ impl RouteCtx {
                 Err(LocalError::Unreachable(ErrorKind::Reset))
             }
         }
+    }
+
+    pub(crate) fn metrics(&self) -> &RouteMetrics {
+        &self.metrics
+    }
+
+    /// A recovery probe: `GET path` to the upstream, bounded by `timeouts.request`; only
+    /// the status matters and the body is dropped unread.
+    pub(crate) async fn probe(&self, path: PathAndQuery) -> crate::prober::ProbeResult {
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(self.authority.clone());
+        uri.path_and_query = Some(path);
+        let Ok(uri) = Uri::from_parts(uri) else {
+            return crate::prober::ProbeResult {
+                status: None,
+                error_kind: Some(ErrorKind::Connect),
+            };
+        };
+        let mut req = Request::new(RequestBody::empty());
+        *req.uri_mut() = uri;
+        req.headers_mut().insert(
+            header::USER_AGENT,
+            HeaderValue::from_static(concat!("warden-probe/", env!("CARGO_PKG_VERSION"))),
+        );
+        let (status, error_kind) =
+            match tokio::time::timeout(self.request_timeout, self.client.request(req)).await {
+                Err(_) => (None, Some(ErrorKind::Timeout)),
+                Ok(Ok(resp)) => (Some(resp.status().as_u16()), None),
+                Ok(Err(err)) => (None, Some(upstream::error_kind(&err))),
+            };
+        crate::prober::ProbeResult { status, error_kind }
     }
 
     /// MCP answers carry JSON-RPC messages as one JSON body or as an event stream; both are
@@ -393,7 +485,10 @@ async fn read_token_request(
             }
         })?;
     let grant_type = exchange::grant_type(body.prefix());
-    Ok((Request::from_parts(parts, body), grant_type))
+    Ok((
+        Request::from_parts(parts, RequestBody::client(body)),
+        grant_type,
+    ))
 }
 
 fn is_body_limit(err: &hyper_util::client::legacy::Error) -> bool {
@@ -472,4 +567,10 @@ impl HeaderLookup for ResponseHeaders<'_> {
     fn get(&self, name: &str) -> Option<&str> {
         self.0?.get(name)?.to_str().ok()
     }
+}
+
+/// `short_circuit` is only called for a refusing gate; answering 503 keeps the request
+/// from the upstream should that ever change.
+fn unreachable_forward(connection: &str, role: Role) -> Response<ResponseBody> {
+    short_circuit::circuit_open(connection, role, std::time::Duration::from_secs(1))
 }

@@ -1,0 +1,257 @@
+//! Health events (SPEC §5) and the bounded ring that keeps the newest of them.
+//!
+//! An event holds only what is safe to show: a type, a role, an HTTP status, a sanitized
+//! IdP code, a verdict and a network fault's kind. Nothing from a request or a response
+//! body beyond the sanitized code ever reaches it.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::ser::SerializeStruct;
+use warden_config::{ErrorKind, Role, Verdict};
+use warden_policy::Event;
+
+use crate::time::Rfc3339;
+
+/// Every event type SPEC §5 names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    ConnectCompleted,
+    RefreshSucceeded,
+    RefreshFailedRevoked,
+    RefreshFailedTransient,
+    UpstreamFailedTransient,
+    UpstreamRecovered,
+    CircuitOpened,
+    ProbeFailed,
+    CircuitClosed,
+    ResetAdmin,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 10] = [
+        EventType::ConnectCompleted,
+        EventType::RefreshSucceeded,
+        EventType::RefreshFailedRevoked,
+        EventType::RefreshFailedTransient,
+        EventType::UpstreamFailedTransient,
+        EventType::UpstreamRecovered,
+        EventType::CircuitOpened,
+        EventType::ProbeFailed,
+        EventType::CircuitClosed,
+        EventType::ResetAdmin,
+    ];
+
+    /// The SPEC name, the event's `type` in the admin API.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventType::ConnectCompleted => "connect_completed",
+            EventType::RefreshSucceeded => "refresh_succeeded",
+            EventType::RefreshFailedRevoked => "refresh_failed_revoked",
+            EventType::RefreshFailedTransient => "refresh_failed_transient",
+            EventType::UpstreamFailedTransient => "upstream_failed_transient",
+            EventType::UpstreamRecovered => "upstream_recovered",
+            EventType::CircuitOpened => "circuit_opened",
+            EventType::ProbeFailed => "probe_failed",
+            EventType::CircuitClosed => "circuit_closed",
+            EventType::ResetAdmin => "reset_admin",
+        }
+    }
+
+    /// A token response's event (one per response, named by the policy engine).
+    pub const fn from_token_event(event: Event) -> Self {
+        match event {
+            Event::ConnectCompleted => EventType::ConnectCompleted,
+            Event::RefreshSucceeded => EventType::RefreshSucceeded,
+            Event::RefreshFailedRevoked => EventType::RefreshFailedRevoked,
+            Event::RefreshFailedTransient => EventType::RefreshFailedTransient,
+        }
+    }
+}
+
+impl From<Event> for EventType {
+    fn from(event: Event) -> Self {
+        EventType::from_token_event(event)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// One health event: `{"at","type","role","status","idp_error_code","verdict","error_kind"}`
+/// in the admin API (SPEC §6), absent values as `null`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthEvent {
+    /// Wall-clock time, shown as RFC 3339 UTC with milliseconds.
+    pub at: SystemTime,
+    /// `type` in JSON.
+    pub kind: EventType,
+    /// The route it happened on; `None` for connection-wide events (`reset_admin`).
+    pub role: Option<Role>,
+    /// The HTTP status of the answer behind it, if there was one.
+    pub status: Option<u16>,
+    /// The sanitized, lower-case IdP code of a token response. Shared with the
+    /// connection's state, so recording it costs a reference count, not a copy.
+    pub idp_error_code: Option<Arc<str>>,
+    /// The verdict of the request outcome behind it; `None` for probes and resets, which
+    /// the policy engine does not classify.
+    pub verdict: Option<Verdict>,
+    /// The network fault behind it, if one caused it.
+    pub error_kind: Option<ErrorKind>,
+}
+
+impl HealthEvent {
+    /// An event with nothing but its type, time and route.
+    pub(crate) fn new(kind: EventType, role: Option<Role>, at: SystemTime) -> Self {
+        HealthEvent {
+            at,
+            kind,
+            role,
+            status: None,
+            idp_error_code: None,
+            verdict: None,
+            error_kind: None,
+        }
+    }
+
+    pub(crate) fn answer(mut self, status: Option<u16>, error_kind: Option<ErrorKind>) -> Self {
+        self.status = status;
+        self.error_kind = error_kind;
+        self
+    }
+
+    pub(crate) fn verdict(mut self, verdict: Verdict) -> Self {
+        self.verdict = Some(verdict);
+        self
+    }
+
+    pub(crate) fn code(mut self, code: Option<Arc<str>>) -> Self {
+        self.idp_error_code = code;
+        self
+    }
+}
+
+impl serde::Serialize for HealthEvent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("HealthEvent", 7)?;
+        s.serialize_field("at", &Rfc3339(self.at))?;
+        s.serialize_field("type", &self.kind)?;
+        s.serialize_field("role", &self.role.map(Role::as_str))?;
+        s.serialize_field("status", &self.status)?;
+        s.serialize_field("idp_error_code", &self.idp_error_code.as_deref())?;
+        s.serialize_field("verdict", &self.verdict.map(Verdict::as_str))?;
+        s.serialize_field("error_kind", &self.error_kind.map(ErrorKind::as_str))?;
+        s.end()
+    }
+}
+
+/// The newest `capacity` events, newest first.
+///
+/// Grows on demand up to its capacity rather than reserving it up front: most
+/// connections see a handful of events, and `events_per_connection` may be 10 000.
+#[derive(Debug, Clone)]
+pub(crate) struct EventRing {
+    events: VecDeque<HealthEvent>,
+    capacity: usize,
+}
+
+impl EventRing {
+    pub(crate) fn new(capacity: usize) -> Self {
+        EventRing {
+            events: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    /// Records `event` as the newest, dropping the oldest past capacity.
+    pub(crate) fn push(&mut self, event: HealthEvent) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.events.len() == self.capacity {
+            self.events.pop_back();
+        }
+        self.events.push_front(event);
+    }
+
+    pub(crate) fn newest(&self) -> Option<&HealthEvent> {
+        self.events.front()
+    }
+
+    /// Newest first.
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &HealthEvent> {
+        self.events.iter()
+    }
+
+    /// A reload may shrink the ring: the oldest events go first.
+    pub(crate) fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+        self.events.truncate(capacity);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn event(n: u64) -> HealthEvent {
+        HealthEvent::new(
+            EventType::ProbeFailed,
+            Some(Role::Mcp),
+            UNIX_EPOCH + Duration::from_secs(n),
+        )
+    }
+
+    fn times(ring: &EventRing) -> Vec<u64> {
+        ring.iter()
+            .map(|e| e.at.duration_since(UNIX_EPOCH).unwrap().as_secs())
+            .collect()
+    }
+
+    #[test]
+    fn keeps_the_newest_first() {
+        let mut ring = EventRing::new(3);
+        for n in 1..=5 {
+            ring.push(event(n));
+        }
+        assert_eq!(times(&ring), [5, 4, 3]);
+        assert_eq!(ring.newest(), Some(&event(5)));
+        ring.set_capacity(2);
+        assert_eq!(times(&ring), [5, 4]);
+        ring.set_capacity(4);
+        ring.push(event(6));
+        ring.push(event(7));
+        assert_eq!(times(&ring), [7, 6, 5, 4]);
+    }
+
+    #[test]
+    fn zero_capacity_keeps_nothing() {
+        let mut ring = EventRing::new(0);
+        ring.push(event(1));
+        assert_eq!(ring.newest(), None);
+    }
+
+    #[test]
+    fn type_names_match_the_policy_engine() {
+        for event in Event::ALL {
+            assert_eq!(EventType::from(event).as_str(), event.as_str());
+        }
+        let mut names: Vec<_> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), EventType::ALL.len());
+    }
+}

@@ -1,0 +1,90 @@
+//! warden's per-connection health (SPEC §5–§7): one record per connection that answers
+//! "may this request go upstream, and if not, why", learns from every classified answer,
+//! and shows itself as the admin API's rows and events.
+//!
+//! The crate is pure — std, the config model, the policy engine's types and serde for the
+//! snapshots; no async, no HTTP, no clock. Callers pass `Instant`s for what decides
+//! behaviour (so paused-time tests drive it) and `SystemTime`s for the timestamps people
+//! read. Each [`ConnectionHealth`] is plain `&mut self` state; the proxy puts it behind a
+//! mutex. [`ConnectionHealth::gate`] runs before every attempt and allocates nothing.
+//!
+//! ```
+//! use std::time::{Instant, SystemTime};
+//! use warden_config::{Role, Verdict};
+//! use warden_health::{ConnectionHealth, Gate, GateRequest, HealthSettings, State, UpstreamOutcome};
+//!
+//! let settings = HealthSettings::new(50).with_consecutive_failures(Role::Mcp, 2);
+//! let mut crm = ConnectionHealth::new("crm", &[Role::Mcp, Role::Oauth], settings);
+//! let failure = UpstreamOutcome { verdict: Verdict::Transient, status: Some(503), error_kind: None };
+//!
+//! let changes = crm.record_upstream(Role::Mcp, failure, SystemTime::now());
+//! assert_eq!(changes.state_changed, Some((State::Healthy, State::Degraded)));
+//! let changes = crm.record_upstream(Role::Mcp, failure, SystemTime::now());
+//! assert_eq!(changes.state_changed, Some((State::Degraded, State::CircuitOpen)));
+//! assert!(changes.circuits_opened.contains(Role::Mcp)); // wake the prober
+//!
+//! let gate = crm.gate(Role::Mcp, GateRequest::NotToken, Instant::now());
+//! assert!(matches!(gate, Gate::CircuitOpen { .. })); // answer 503 at once
+//! ```
+//!
+//! Decisions the SPEC leaves open, made here:
+//!
+//! - **Non-token requests on the oauth route are never refused for `needs_reauth`**
+//!   (authorize, discovery, JWKS): a new login needs them. Only refresh grants there are.
+//! - **`needs_reauth` wins over an open circuit in the gate**, as in the state: an mcp
+//!   request gets the 401 (the client can act on it) rather than the 503.
+//! - **The short-circuit's code is the terminal answer's code**, kept apart from the row's
+//!   `idp_error_code`: a later transient failure of a new login changes the row's code
+//!   (SPEC §6's newest-event rule) but not what refused refresh grants are told.
+//! - **`token_acquired` is set only by an `ok` token response with `access_token`**: a
+//!   user rule that calls such an answer anything else has judged it unusable.
+//! - **Only a probe or a reset closes a circuit.** A request that was in flight when it
+//!   opened and then succeeds restarts the count, but recovery stays with the prober.
+//! - **Failure runs (`upstream_failed_transient` / `upstream_recovered`) are per route**,
+//!   so an mcp outage and a healthy api route do not make a flapping event stream. Token
+//!   responses have their own events and do not touch these runs.
+//! - **A `terminal` mcp/api verdict (only a user rule gives one) sets `needs_reauth`**
+//!   without an event: SPEC §5 names none for it; the state change is reported in
+//!   [`Changes`] for the proxy's log line.
+//! - **A reset leaves `degraded` alone**: it is a fact about the newest request outcome,
+//!   which a reset does not change. It does clear `token_acquired` and the IdP code.
+//! - **`circuit_opened` names the attempt that opened it** (status or `error_kind`,
+//!   verdict `transient`); probe and reset events carry no verdict (probes are not
+//!   classified by the policy engine).
+//! - **A reload keeps the state** ([`ConnectionHealth::reconfigure`]): new thresholds
+//!   apply from the next attempt, a removed route's circuit goes with it.
+#![forbid(unsafe_code)]
+
+mod changes;
+mod circuit;
+mod connection;
+mod events;
+mod gate;
+mod outcome;
+mod settings;
+mod snapshot;
+mod state;
+mod time;
+
+pub use changes::{Changes, RoleSet};
+pub use circuit::{MIN_RETRY_AFTER, retry_after};
+pub use connection::ConnectionHealth;
+pub use events::{EventType, HealthEvent};
+pub use gate::{Gate, GateRequest};
+pub use outcome::{ProbeOutcome, TokenOutcome, UpstreamOutcome};
+pub use settings::{DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_EVENTS_PER_CONNECTION, HealthSettings};
+pub use snapshot::{CircuitMap, CircuitState, HealthDetail, HealthRow};
+pub use state::{OutcomeSource, State};
+pub use time::Rfc3339;
+
+use warden_config::Role;
+
+/// A role's slot in the per-role arrays: mcp, api, oauth — the order SPEC §6's
+/// `circuit` map and every listing use.
+pub(crate) const fn role_index(role: Role) -> usize {
+    match role {
+        Role::Mcp => 0,
+        Role::Api => 1,
+        Role::Oauth => 2,
+    }
+}
