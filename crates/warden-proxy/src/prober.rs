@@ -14,6 +14,7 @@ use warden_health::ProbeOutcome;
 
 use crate::health::{self, ConnHealth};
 use crate::jitter;
+use crate::metrics::RouteMetrics;
 use crate::service::RouteCtx;
 
 /// One route the prober looks after.
@@ -22,6 +23,14 @@ pub(crate) struct ProbeTarget {
     pub role: Role,
     pub route: Arc<RouteCtx>,
     pub path: PathAndQuery,
+    pub schedule: Schedule,
+}
+
+/// What one probe loop needs besides the probe itself.
+pub(crate) struct LoopTarget {
+    pub health: Arc<ConnHealth>,
+    pub role: Role,
+    pub metrics: Arc<RouteMetrics>,
     pub schedule: Schedule,
 }
 
@@ -68,8 +77,14 @@ pub(crate) async fn run(
     for target in targets {
         let route = Arc::clone(&target.route);
         let path = target.path.clone();
+        let looped = LoopTarget {
+            health: target.health,
+            role: target.role,
+            metrics: target.route.metrics_handle(),
+            schedule: target.schedule,
+        };
         loops.spawn(probe_loop(
-            target,
+            looped,
             move || {
                 let route = Arc::clone(&route);
                 let path = path.clone();
@@ -86,7 +101,7 @@ pub(crate) async fn run(
 /// Waits for the target's circuit to open, then probes it until it closes; again and again
 /// until shutdown.
 pub(crate) async fn probe_loop<P, F>(
-    target: ProbeTarget,
+    target: LoopTarget,
     probe: P,
     permits: Arc<Semaphore>,
     mut opened: watch::Receiver<u64>,
@@ -95,12 +110,11 @@ pub(crate) async fn probe_loop<P, F>(
     P: Fn() -> F,
     F: Future<Output = ProbeResult>,
 {
-    let ProbeTarget {
+    let LoopTarget {
         health,
         role,
-        route,
+        metrics,
         schedule,
-        ..
     } = target;
     loop {
         // The generation is marked seen before the check, so an opening between the
@@ -138,7 +152,7 @@ pub(crate) async fn probe_loop<P, F>(
             // In flight: shutdown waits for it rather than cancelling it.
             let result = probe().await;
             drop(permit);
-            route.metrics().probe(result.is_ok());
+            metrics.probe(result.is_ok());
             attempt = attempt.saturating_add(1);
             let next_probe = (!result.is_ok()).then(|| health::now() + schedule.ceiling(attempt));
             health.record_probe(
@@ -163,4 +177,173 @@ pub(crate) async fn probe_loop<P, F>(
 
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::time::Instant;
+    use warden_config::Verdict;
+    use warden_health::UpstreamOutcome;
+
+    use super::*;
+    use crate::health::HealthHub;
+
+    const YAML: &str = "version: 1
+admin: { listen: 127.0.0.1:0 }
+connections:
+  - name: c
+    mcp:
+      listen: 127.0.0.1:0
+      upstream: http://127.0.0.1:1
+      circuit: { consecutive_failures: 1, probe: { interval: 1s, max_interval: 8s } }
+";
+
+    const SCHEDULE: Schedule = Schedule {
+        interval: Duration::from_secs(1),
+        max_interval: Duration::from_secs(8),
+    };
+
+    fn open_circuit() -> (Arc<HealthHub>, LoopTarget) {
+        let config = warden_config::parse(YAML, "test").expect("config");
+        let hub = HealthHub::new(&config);
+        let health = Arc::clone(hub.get("c").expect("connection"));
+        health.record_upstream(
+            Role::Mcp,
+            UpstreamOutcome {
+                verdict: Verdict::Transient,
+                status: Some(503),
+                error_kind: None,
+            },
+        );
+        assert!(health.is_circuit_open(Role::Mcp));
+        let target = LoopTarget {
+            health,
+            role: Role::Mcp,
+            metrics: Arc::new(RouteMetrics::new("c", Role::Mcp)),
+            schedule: SCHEDULE,
+        };
+        (hub, target)
+    }
+
+    #[test]
+    fn ceiling_doubles_up_to_the_max() {
+        let secs: Vec<u64> = (0..6).map(|a| SCHEDULE.ceiling(a).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 8, 8]);
+        assert_eq!(SCHEDULE.ceiling(u32::MAX), Duration::from_secs(8));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_back_off_with_jitter_until_one_succeeds() {
+        let (hub, target) = open_circuit();
+        let health = Arc::clone(&target.health);
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&calls);
+        let start = Instant::now();
+        let (stop, shutdown) = watch::channel(false);
+        let looping = tokio::spawn(probe_loop(
+            target,
+            move || {
+                let seen = Arc::clone(&seen);
+                async move {
+                    let mut calls = seen.lock().expect("calls");
+                    calls.push(Instant::now());
+                    let status = if calls.len() < 4 { 503 } else { 200 };
+                    ProbeResult {
+                        status: Some(status),
+                        error_kind: None,
+                    }
+                }
+            },
+            Arc::new(Semaphore::new(1)),
+            hub.circuit_openings(),
+            shutdown,
+        ));
+        // Paused time runs the whole outage in an instant.
+        while health.is_circuit_open(Role::Mcp) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let calls = calls.lock().expect("calls").clone();
+        assert_eq!(
+            calls.len(),
+            4,
+            "three failures, then the success that closes it"
+        );
+        let mut previous = start;
+        for (attempt, at) in calls.iter().enumerate() {
+            let gap = *at - previous;
+            let ceiling = SCHEDULE.ceiling(u32::try_from(attempt).expect("small"));
+            assert!(
+                gap >= ceiling / 2 && gap <= ceiling,
+                "probe {attempt}: {gap:?} not within [{:?}, {ceiling:?}]",
+                ceiling / 2
+            );
+            previous = *at;
+        }
+        let _ = stop.send(true);
+        looping.await.expect("loop ends on shutdown");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_cancels_a_waiting_probe_and_waits_for_one_in_flight() {
+        // Waiting: the loop is asleep until its first probe; shutdown ends it at once.
+        let (hub, target) = open_circuit();
+        let (stop, shutdown) = watch::channel(false);
+        let waiting = tokio::spawn(probe_loop(
+            target,
+            || async {
+                ProbeResult {
+                    status: Some(503),
+                    error_kind: None,
+                }
+            },
+            Arc::new(Semaphore::new(1)),
+            hub.circuit_openings(),
+            shutdown,
+        ));
+        tokio::task::yield_now().await;
+        let _ = stop.send(true);
+        waiting.await.expect("waiting loop ends");
+
+        // In flight: the probe is running when shutdown comes; the loop ends only after it.
+        let (hub, target) = open_circuit();
+        let (stop, shutdown) = watch::channel(false);
+        let started = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, r, f) = (
+            Arc::clone(&started),
+            Arc::clone(&release),
+            Arc::clone(&finished),
+        );
+        let in_flight = tokio::spawn(probe_loop(
+            target,
+            move || {
+                let (s, r, f) = (Arc::clone(&s), Arc::clone(&r), Arc::clone(&f));
+                async move {
+                    s.notify_one();
+                    r.notified().await;
+                    f.store(true, std::sync::atomic::Ordering::SeqCst);
+                    ProbeResult {
+                        status: Some(503),
+                        error_kind: None,
+                    }
+                }
+            },
+            Arc::new(Semaphore::new(1)),
+            hub.circuit_openings(),
+            shutdown,
+        ));
+        started.notified().await;
+        let _ = stop.send(true);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(
+            !in_flight.is_finished(),
+            "shutdown cancelled a probe in flight"
+        );
+        release.notify_one();
+        in_flight.await.expect("loop ends after its probe");
+        assert!(finished.load(std::sync::atomic::Ordering::SeqCst));
+    }
 }

@@ -324,8 +324,8 @@ impl RouteCtx {
         }
     }
 
-    pub(crate) fn metrics(&self) -> &RouteMetrics {
-        &self.metrics
+    pub(crate) fn metrics_handle(&self) -> Arc<RouteMetrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// A recovery probe: `GET path` to the upstream, bounded by `timeouts.request`; only
