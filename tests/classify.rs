@@ -30,6 +30,11 @@ async fn scripted_idp(script: Script) -> Upstream {
     .await
 }
 
+/// These tests are about how one answer is classified: one attempt per request.
+fn no_retries(yaml: String) -> String {
+    format!("{yaml}defaults:\n  retry: {{ max_attempts: 1 }}\n")
+}
+
 async fn reset(admin: std::net::SocketAddr, connection: &str) {
     let req = http::Request::post(format!(
         "http://{admin}/api/v1/connections/{connection}/reset"
@@ -128,7 +133,7 @@ async fn token_endpoint_answers_are_classified_per_spec_table() {
     ];
     let script: Script = Arc::new(Mutex::new(cases.iter().map(|c| (c.0, c.1)).collect()));
     let idp = scripted_idp(Arc::clone(&script)).await;
-    let warden = Warden::start(&one_route("oauth", &idp.url(), ""));
+    let warden = Warden::start(&no_retries(one_route("oauth", &idp.url(), "")));
     let addr = warden.route("t", "oauth");
 
     for (status, body, grant, _, _) in cases {
@@ -211,7 +216,11 @@ async fn unreachable_token_endpoint_is_a_transient_refresh_failure() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    let warden = Warden::start(&one_route("oauth", &format!("http://127.0.0.1:{port}"), ""));
+    let warden = Warden::start(&no_retries(one_route(
+        "oauth",
+        &format!("http://127.0.0.1:{port}"),
+        "",
+    )));
     let answer = token_request(warden.route("t", "oauth"), "refresh_token").await;
     assert_eq!(answer.status, 502);
     let m = scrape(warden.admin).await;
@@ -252,7 +261,7 @@ async fn mcp_answers_are_classified_per_spec_table() {
         .collect(),
     ));
     let up = scripted_idp(script).await;
-    let warden = Warden::start(&one_route("mcp", &up.url(), ""));
+    let warden = Warden::start(&no_retries(one_route("mcp", &up.url(), "")));
     let addr = warden.route("t", "mcp");
     let client = http_client();
     for i in 0..9 {
@@ -307,7 +316,7 @@ async fn policy_rules_from_proxy_yaml_override_the_builtin_table() {
 ",
         one_route("oauth", &idp.url(), "")
     );
-    let warden = Warden::start(&yaml);
+    let warden = Warden::start(&no_retries(yaml));
     let addr = warden.route("t", "oauth");
     token_request(addr, "refresh_token").await;
     reset(warden.admin, "t").await;
@@ -373,7 +382,7 @@ async fn jsonrpc_errors_in_sse_and_json_bodies_are_counted_and_passed_unchanged(
         }
     })
     .await;
-    let warden = Warden::start(&one_route("mcp", &up.url(), ""));
+    let warden = Warden::start(&no_retries(one_route("mcp", &up.url(), "")));
     let addr = warden.route("t", "mcp");
     let client = http_client();
 
@@ -441,7 +450,7 @@ async fn jsonrpc_error_rules_classify_errors_seen_in_the_body() {
 ",
         one_route("mcp", &up.url(), "")
     );
-    let warden = Warden::start(&yaml);
+    let warden = Warden::start(&no_retries(yaml));
     let addr = warden.route("t", "mcp");
     let client = http_client();
     // The rule needs the session header: the first request does not match, the second does.

@@ -18,6 +18,7 @@ fn config(mcp: &str, idp: &str, extra: &str) -> String {
     format!(
         "version: 1
 admin: {{ listen: 127.0.0.1:0 }}
+defaults: {{ retry: {{ max_attempts: 1 }} }}
 connections:
   - name: crm
     mcp:

@@ -41,6 +41,13 @@ impl<B> Prefixed<B> {
     pub fn is_complete(&self) -> bool {
         self.rest.is_none()
     }
+
+    /// The whole body as bytes, when it was read completely and has no trailers: what can
+    /// be replayed or shared.
+    pub fn complete_bytes(&self) -> Option<Bytes> {
+        (self.rest.is_none() && self.trailers.is_none())
+            .then(|| self.prefix.clone().unwrap_or_default())
+    }
 }
 
 impl<B> Prefixed<B>
@@ -49,6 +56,14 @@ where
 {
     /// Reads `body` until at least `limit` bytes or its end, whichever comes first.
     pub async fn read(mut body: B, limit: usize) -> Result<Self, B::Error> {
+        if body.is_end_stream() {
+            // No body at all (a GET): nothing to wait for.
+            return Ok(Prefixed {
+                prefix: None,
+                trailers: None,
+                rest: None,
+            });
+        }
         let mut buf = BytesMut::new();
         let mut trailers = None;
         let mut ended = false;
@@ -145,8 +160,12 @@ impl RequestBody {
     }
 
     pub fn empty() -> Self {
+        RequestBody::bytes(Bytes::new())
+    }
+
+    pub fn bytes(bytes: Bytes) -> Self {
         RequestBody::Bytes {
-            body: Full::new(Bytes::new()),
+            body: Full::new(bytes),
         }
     }
 }
@@ -198,6 +217,14 @@ impl ResponseBody {
     pub fn local(bytes: impl Into<Bytes>) -> Self {
         ResponseBody::Local {
             body: Full::new(bytes.into()),
+        }
+    }
+
+    /// The whole body, when warden has already read all of it (a token answer).
+    pub fn complete_bytes(&self) -> Option<Bytes> {
+        match self {
+            ResponseBody::Prefixed { body } => body.complete_bytes(),
+            _ => None,
         }
     }
 }

@@ -12,13 +12,19 @@ pub const TOKEN_BODY_LIMIT: usize = 64 * 1024;
 /// The `grant_type` of an `application/x-www-form-urlencoded` body, percent-decoded. Other
 /// fields (the refresh token, the client secret) are skipped without being decoded.
 pub fn grant_type(form: &[u8]) -> Option<String> {
+    form_field(form, b"grant_type").map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// One field of a form body, percent-decoded. Used for the refresh token only to hash it
+/// at once; the caller must not keep or log the value.
+pub fn form_field(form: &[u8], name: &[u8]) -> Option<Vec<u8>> {
     form.split(|&b| b == b'&').find_map(|pair| {
-        let value = pair.strip_prefix(b"grant_type=")?;
+        let value = pair.strip_prefix(name)?.strip_prefix(b"=")?;
         Some(percent_decode(value))
     })
 }
 
-fn percent_decode(raw: &[u8]) -> String {
+fn percent_decode(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -35,7 +41,7 @@ fn percent_decode(raw: &[u8]) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 fn hex(b: u8) -> Option<u8> {

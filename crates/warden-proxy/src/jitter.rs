@@ -35,10 +35,6 @@ pub fn fraction() -> f64 {
 }
 
 /// Full jitter (AWS's "exponential backoff and jitter"): uniform in [0, max].
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the retry layer's backoff draws from it")
-)]
 pub fn full(max: Duration) -> Duration {
     max.mul_f64(fraction())
 }

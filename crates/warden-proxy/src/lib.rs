@@ -1,7 +1,9 @@
 //! warden's data plane: a listener per route forwarding to that route's upstream.
 #![forbid(unsafe_code)]
 
+mod attempt;
 mod body;
+mod coalesce;
 mod exchange;
 mod headers;
 pub mod health;
@@ -11,6 +13,7 @@ mod metrics;
 #[doc(hidden)]
 pub mod observe;
 mod prober;
+mod retry;
 mod server;
 mod service;
 mod short_circuit;

@@ -18,6 +18,7 @@ use http::uri::PathAndQuery;
 
 use crate::health::HealthHub;
 use crate::prober::{self, ProbeTarget, Schedule};
+use crate::retry::RetrySlots;
 use crate::service::{Classifier, RouteCtx, RouteService};
 use crate::tls::TlsError;
 use crate::upstream;
@@ -74,6 +75,7 @@ impl Proxy {
                 .any(|r| r.when.jsonrpc_error.is_some()),
         };
         let health = HealthHub::new(config);
+        let retry_slots = RetrySlots::new(config.limits.max_concurrent_retries);
         let mut ctxs = Vec::new();
         let mut probes = Vec::new();
         for (conn, route) in config.routes() {
@@ -93,6 +95,7 @@ impl Proxy {
                 &config.limits,
                 &classifier,
                 Arc::clone(&conn_health),
+                Arc::clone(&retry_slots),
             ));
             probes.push(ProbeTarget {
                 health: conn_health,

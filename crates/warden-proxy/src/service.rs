@@ -13,16 +13,20 @@ use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
+use tower::ServiceExt as _;
 use warden_config::{Connection, ErrorKind, Role, Route, Verdict};
-use warden_health::{Gate, GateRequest, TokenOutcome, UpstreamOutcome};
-use warden_policy::{HeaderLookup, Observation, Policy};
+use warden_health::{Gate, GateRequest};
+use warden_policy::{Observation, Policy};
 
-use crate::body::{JsonRpcWatch, Prefixed, RequestBody, ResponseBody, Watched};
-use crate::exchange::{self, TOKEN_BODY_LIMIT, TokenAnswer};
+use crate::attempt::{AttemptResult, AttemptService, RequestInfo, ResponseHeaders, WatchedHeaders};
+use crate::body::{JsonRpcWatch, Prefixed, RequestBody, ResponseBody};
+use crate::coalesce::{self, Coalescer, Joined, Shared};
+use crate::exchange::{self, TOKEN_BODY_LIMIT};
 use crate::headers::{self, X_FORWARDED_PROTO};
 use crate::health::ConnHealth;
 use crate::local::LocalError;
 use crate::metrics::{Outcome, RouteMetrics};
+use crate::retry::{Attempt, AttemptBody, RetryOutcome, RetryPolicy, RetrySlots, RouteRetry};
 use crate::short_circuit;
 use crate::upstream::{self, UpstreamClient};
 
@@ -42,21 +46,23 @@ pub struct RouteCtx {
     pub listen: SocketAddr,
     scheme: Scheme,
     authority: Authority,
-    client: UpstreamClient,
+    pub(crate) client: UpstreamClient,
     request_timeout: Duration,
     max_body_bytes: u64,
     max_header_bytes: usize,
     /// Oauth routes: requests to exactly this path are token requests.
     token_path: Option<String>,
-    policy: Arc<Policy>,
+    pub(crate) policy: Arc<Policy>,
     /// Whether any rule matches on `jsonrpc_error`, so JSON-RPC errors in bodies must be
     /// classified and not only counted.
     jsonrpc_rules: bool,
     /// Request headers the classifier may look at (`mcp-session-id` and those named by
     /// `request_header` rules); only these are kept past forwarding.
     watched_request_headers: Arc<[HeaderName]>,
-    metrics: Arc<RouteMetrics>,
-    health: Arc<ConnHealth>,
+    pub(crate) metrics: Arc<RouteMetrics>,
+    pub(crate) health: Arc<ConnHealth>,
+    retry: Arc<RouteRetry>,
+    coalescer: Arc<Coalescer>,
 }
 
 impl RouteCtx {
@@ -67,6 +73,7 @@ impl RouteCtx {
         limits: &warden_config::Limits,
         classifier: &Classifier,
         health: Arc<ConnHealth>,
+        retry_slots: Arc<RetrySlots>,
     ) -> Self {
         let scheme = match route.upstream.scheme {
             warden_config::Scheme::Http => Scheme::HTTP,
@@ -88,11 +95,18 @@ impl RouteCtx {
             watched_request_headers: Arc::clone(&classifier.watched_request_headers),
             metrics: Arc::new(RouteMetrics::new(&connection.name, route.role)),
             health,
+            retry: Arc::new(RouteRetry::new(
+                &connection.name,
+                route.role,
+                route.retry,
+                retry_slots,
+            )),
+            coalescer: Arc::default(),
         }
     }
 
-    async fn handle(
-        &self,
+    pub(crate) async fn handle(
+        self: Arc<Self>,
         req: Request<Incoming>,
         client_addr: &HeaderValue,
     ) -> Response<ResponseBody> {
@@ -100,31 +114,23 @@ impl RouteCtx {
         if let Err(local) = self.admit(&req) {
             return self.answer_locally(local, start);
         }
-        let method = req.method().clone();
-        let path = req
-            .uri()
+        let (parts, body) = req.into_parts();
+        let path = parts
+            .uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let token_request = self.token_path.as_deref() == Some(path.path());
-        let watched = WatchedHeaders::capture(&self.watched_request_headers, req.headers());
-
-        let (req, grant_type) = if token_request {
-            match read_token_request(req, self.max_body_bytes).await {
-                Ok(pair) => pair,
-                Err(local) => return self.answer_locally(local, start),
-            }
-        } else {
-            let (parts, body) = req.into_parts();
-            (
-                Request::from_parts(
-                    parts,
-                    RequestBody::client(Prefixed::streaming(limit(body, self.max_body_bytes))),
-                ),
-                None,
-            )
+        let watched = WatchedHeaders::capture(&self.watched_request_headers, &parts.headers);
+        let body = match self.read_ahead(&parts.headers, body, token_request).await {
+            Ok(body) => body,
+            Err(local) => return self.answer_locally(local, start),
         };
-
+        let grant_type = if token_request {
+            exchange::grant_type(body.prefix())
+        } else {
+            None
+        };
         let gate_request = if token_request {
             GateRequest::token(grant_type.as_deref())
         } else {
@@ -134,74 +140,193 @@ impl RouteCtx {
             Gate::Forward => {}
             refused => return self.short_circuit(refused, gate_request, start),
         }
+        let refresh_key = (gate_request == GateRequest::RefreshGrant)
+            .then(|| exchange::form_field(body.prefix(), b"refresh_token"))
+            .flatten()
+            .map(|token| self.coalescer.key(&token));
 
-        let info = RequestInfo {
-            method,
-            path,
-            watched,
-        };
-        let outcome = self.forward(req, &info, client_addr).await;
-        let RequestInfo {
-            method,
-            path,
-            watched,
-        } = info;
-        let (status, answer, error_kind) = match &outcome {
-            Ok((resp, answer)) => (Some(resp.status().as_u16()), Some(answer), None),
-            Err(LocalError::Unreachable(kind)) => (None, None, Some(*kind)),
-            Err(LocalError::Timeout) => (None, None, Some(ErrorKind::Timeout)),
-            Err(local) => return self.answer_locally(*local, start),
-        };
-        let response_headers = outcome.as_ref().ok().map(|(resp, _)| resp.headers());
-        let obs = Observation {
-            role: self.role,
-            method: method.as_str(),
-            path: path.path(),
-            token_request,
-            grant_type: grant_type.as_deref(),
-            status,
-            oauth_error: answer.and_then(|a| a.error.as_deref()),
-            has_access_token: answer.is_some_and(|a| a.has_access_token),
-            jsonrpc_error: None,
-            error_kind,
-            response_headers: &ResponseHeaders(response_headers),
-            request_headers: &watched,
-        };
-        let decision = self.policy.classify(&obs);
-        if decision.verdict != Verdict::Ok {
-            self.metrics
-                .upstream_error(decision.verdict, decision.code_label(&obs));
-        }
-        if token_request && warden_policy::is_refresh(obs.grant_type) {
-            self.metrics.token_refresh(decision.verdict);
-        }
-        if token_request {
-            if let Some(outcome) =
-                TokenOutcome::from_decision(&decision, status, error_kind, obs.has_access_token)
-            {
-                self.health.record_token(outcome);
+        let body = match body.complete_bytes() {
+            Some(bytes) if bytes.len() as u64 <= self.retry.settings.max_body_bytes => {
+                AttemptBody::Buffered(bytes)
             }
-        } else {
-            self.health.record_upstream(
-                self.role,
-                UpstreamOutcome::from_decision(&decision, status, error_kind),
-            );
+            _ => AttemptBody::Streaming(RequestBody::client(body)),
+        };
+        let attempt = self.upstream_attempt(parts, path.clone(), client_addr, body);
+        let info = Arc::new(RequestInfo {
+            method: attempt.method.clone(),
+            path,
+            watched,
+            token_request,
+            grant_type,
+        });
+        let deadline = start + self.request_timeout;
+
+        let (verdict, resp) = match refresh_key {
+            Some(key) => {
+                let shared = self
+                    .coalesced(key, attempt, Arc::clone(&info), gate_request, deadline)
+                    .await;
+                (shared.verdict, shared.response(&self.connection, self.role))
+            }
+            None => {
+                let result = self
+                    .exchange(attempt, Arc::clone(&info), gate_request, deadline)
+                    .await;
+                let verdict = result.verdict();
+                let resp = match result.outcome {
+                    Ok((resp, _)) => resp,
+                    Err(local) => local.response(&self.connection, self.role),
+                };
+                (verdict, resp)
+            }
+        };
+        if gate_request == GateRequest::RefreshGrant {
+            self.metrics.token_refresh(verdict);
         }
-        tracing::debug!(
-            connection = %self.connection,
-            role = %self.role,
-            status,
-            verdict = decision.verdict.as_str(),
-            rule = decision.rule.name(),
-            "classified"
+        self.metrics
+            .record(Outcome::Verdict(verdict), start.elapsed().as_secs_f64());
+        resp
+    }
+
+    /// Reads the start of a request body before forwarding: a token request's form (for its
+    /// grant type and refresh token) and, when retries are on, a body small enough to
+    /// replay. Anything larger streams on unread.
+    async fn read_ahead(
+        &self,
+        headers: &HeaderMap,
+        body: Incoming,
+        token_request: bool,
+    ) -> Result<Prefixed<Limited<Incoming>>, LocalError> {
+        let body = limit(body, self.max_body_bytes);
+        let replay = self.retry.settings.max_attempts > 1;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let ahead = if token_request {
+            TOKEN_BODY_LIMIT.max(usize::try_from(self.retry.settings.max_body_bytes).unwrap_or(0))
+        } else if replay && declared.is_none_or(|len| len <= self.retry.settings.max_body_bytes) {
+            // One byte past the replay limit tells "fits" from "too large to replay".
+            usize::try_from(self.retry.settings.max_body_bytes.saturating_add(1))
+                .unwrap_or(usize::MAX)
+        } else {
+            return Ok(Prefixed::streaming(body));
+        };
+        Prefixed::read(body, ahead).await.map_err(|err| {
+            if err.is::<LengthLimitError>() {
+                LocalError::BodyTooLarge
+            } else {
+                LocalError::ClientBody
+            }
+        })
+    }
+
+    /// The request as the upstream gets it: its URI, `Host`/`:authority` set from it, hop-by-
+    /// hop headers gone, `x-forwarded-*` added.
+    fn upstream_attempt(
+        &self,
+        parts: http::request::Parts,
+        path: PathAndQuery,
+        client_addr: &HeaderValue,
+        body: AttemptBody,
+    ) -> Attempt {
+        let http::request::Parts {
+            method,
+            mut headers,
+            ..
+        } = parts;
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(self.authority.clone());
+        uri.path_and_query = Some(path);
+        // Scheme, authority and path are each valid, so the URI is.
+        let uri = Uri::from_parts(uri).unwrap_or_default();
+        headers::strip_hop_by_hop(&mut headers);
+        // The client sets Host (HTTP/1.1) or :authority (HTTP/2) from the URI.
+        headers.remove(header::HOST);
+        headers::append_forwarded_for(&mut headers, client_addr);
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        Attempt {
+            method,
+            uri,
+            // The pooled client speaks HTTP/2 upstream when ALPN offers it, whatever the
+            // client used; it needs an HTTP/1.1 request to decide that itself.
+            version: Version::HTTP_11,
+            headers,
+            body,
+        }
+    }
+
+    /// Attempts, retried as the policy allows (SPEC §5).
+    async fn exchange(
+        self: &Arc<Self>,
+        attempt: Attempt,
+        info: Arc<RequestInfo>,
+        gate_request: GateRequest,
+        deadline: Instant,
+    ) -> AttemptResult {
+        let replayable = matches!(attempt.body, AttemptBody::Buffered(_));
+        self.retry.deposit();
+        let policy = RetryPolicy::new(
+            Arc::clone(&self.retry),
+            Arc::clone(&self.health),
+            self.role,
+            gate_request,
+            &info.method,
+            deadline,
         );
-        self.metrics.record(
-            Outcome::Verdict(decision.verdict),
-            start.elapsed().as_secs_f64(),
-        );
-        match outcome {
-            Ok((resp, _)) => resp,
-            Err(local) => local.response(&self.connection, self.role),
+        let attempts = AttemptService {
+            ctx: Arc::clone(self),
+            info,
+            deadline,
+        };
+        let result = match tower::retry::Retry::new(policy, attempts)
+            .oneshot(attempt)
+            .await
+        {
+            Ok(result) => result,
+            Err(never) => match never {},
+        };
+        // A body too large to replay was never offered to the policy; say why it was not
+        // retried all the same.
+        if !replayable
+            && result.verdict() == Verdict::Transient
+            && self.retry.settings.max_attempts > 1
+        {
+            self.retry.count(RetryOutcome::Unsafe);
+        }
+        result
+    }
+
+    /// A refresh grant: joins the exchange already in flight for the same refresh token, or
+    /// starts it. The exchange runs on its own task, so a caller that goes away does not
+    /// cancel it for the others.
+    async fn coalesced(
+        self: &Arc<Self>,
+        key: u64,
+        attempt: Attempt,
+        info: Arc<RequestInfo>,
+        gate_request: GateRequest,
+        deadline: Instant,
+    ) -> Arc<Shared> {
+        let slot = match self.coalescer.join(key) {
+            Joined::Follow(slot) => slot,
+            Joined::Lead(publisher) => {
+                let slot = publisher.subscribe();
+                let ctx = Arc::clone(self);
+                tokio::spawn(async move {
+                    let result = ctx.exchange(attempt, info, gate_request, deadline).await;
+                    publisher.publish(Arc::new(Shared::from_result(result)));
+                });
+                slot
+            }
+        };
+        match coalesce::wait(slot).await {
+            Some(shared) => shared,
+            None => Arc::new(Shared {
+                answer: Err(LocalError::Unreachable(ErrorKind::Reset)),
+                verdict: Verdict::Transient,
+            }),
         }
     }
 
@@ -240,90 +365,6 @@ impl RouteCtx {
         local.response(&self.connection, self.role)
     }
 
-    /// Sends `req` upstream and returns the response head (token responses: with their body
-    /// read ahead and looked at).
-    async fn forward(
-        &self,
-        req: Request<RequestBody>,
-        info: &RequestInfo,
-        client_addr: &HeaderValue,
-    ) -> Result<(Response<ResponseBody>, TokenAnswer), LocalError> {
-        let path = info.path.clone();
-        let token_request = self.token_path.as_deref() == Some(path.path());
-        let (mut parts, body) = req.into_parts();
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(self.scheme.clone());
-        uri.authority = Some(self.authority.clone());
-        uri.path_and_query = Some(path);
-        parts.uri = Uri::from_parts(uri).map_err(|_| LocalError::AbsoluteForm)?;
-        // The pooled client speaks HTTP/2 upstream when ALPN offers it, whatever the
-        // client used; it needs an HTTP/1.1 request to decide that itself.
-        parts.version = Version::HTTP_11;
-
-        let headers = &mut parts.headers;
-        headers::strip_hop_by_hop(headers);
-        // The client sets Host (HTTP/1.1) or :authority (HTTP/2) from the URI.
-        headers.remove(header::HOST);
-        headers::append_forwarded_for(headers, client_addr);
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-        let upstream_req = Request::from_parts(parts, body);
-
-        let exchange = async {
-            let resp = self.client.request(upstream_req).await?;
-            let (mut parts, body) = resp.into_parts();
-            headers::strip_hop_by_hop(&mut parts.headers);
-            if !token_request {
-                let body = match self.jsonrpc_watch(&parts.headers) {
-                    Some(watch) => ResponseBody::Watched {
-                        body: Watched::new(body, watch, self.on_jsonrpc_error(info, &parts)),
-                    },
-                    None => ResponseBody::Upstream { body },
-                };
-                return Ok((Response::from_parts(parts, body), TokenAnswer::default()));
-            }
-            let body = Prefixed::read(body, TOKEN_BODY_LIMIT)
-                .await
-                .map_err(Fault::Body)?;
-            let answer = if body.is_complete() {
-                TokenAnswer::parse(body.prefix())
-            } else {
-                TokenAnswer::default()
-            };
-            let resp = Response::from_parts(parts, ResponseBody::Prefixed { body });
-            Ok((resp, answer))
-        };
-        match tokio::time::timeout(self.request_timeout, exchange).await {
-            Err(_elapsed) => Err(LocalError::Timeout),
-            Ok(Ok(pair)) => Ok(pair),
-            Ok(Err(Fault::Client(err))) => {
-                if is_body_limit(&err) {
-                    return Err(LocalError::BodyTooLarge);
-                }
-                let kind = upstream::error_kind(&err);
-                tracing::debug!(
-                    connection = %self.connection,
-                    role = %self.role,
-                    kind = kind.as_str(),
-                    error = %err,
-                    "upstream exchange failed"
-                );
-                Err(match kind {
-                    ErrorKind::Timeout => LocalError::Timeout,
-                    kind => LocalError::Unreachable(kind),
-                })
-            }
-            Ok(Err(Fault::Body(err))) => {
-                tracing::debug!(
-                    connection = %self.connection,
-                    role = %self.role,
-                    error = %err,
-                    "upstream token response body failed"
-                );
-                Err(LocalError::Unreachable(ErrorKind::Reset))
-            }
-        }
-    }
-
     pub(crate) fn metrics_handle(&self) -> Arc<RouteMetrics> {
         Arc::clone(&self.metrics)
     }
@@ -358,7 +399,7 @@ impl RouteCtx {
 
     /// MCP answers carry JSON-RPC messages as one JSON body or as an event stream; both are
     /// watched for error objects as they pass.
-    fn jsonrpc_watch(&self, headers: &HeaderMap) -> Option<JsonRpcWatch> {
+    pub(crate) fn jsonrpc_watch(&self, headers: &HeaderMap) -> Option<JsonRpcWatch> {
         if self.role != Role::Mcp {
             return None;
         }
@@ -377,7 +418,7 @@ impl RouteCtx {
     /// `jsonrpc_error`, classifies it with the answer's other facts: a matching rule's
     /// verdict is counted as an upstream error with the JSON-RPC code's label. The request's
     /// own verdict was decided at the response head, before the body streamed.
-    fn on_jsonrpc_error(
+    pub(crate) fn on_jsonrpc_error(
         &self,
         info: &RequestInfo,
         head: &http::response::Parts,
@@ -392,7 +433,7 @@ impl RouteCtx {
         let role = self.role;
         let method = info.method.clone();
         let path = info.path.clone();
-        let watched = WatchedHeaders(info.watched.0.clone());
+        let watched = info.watched.clone();
         let status = head.status.as_u16();
         let response_headers = head.headers.clone();
         Box::new(move |code| {
@@ -452,54 +493,8 @@ impl RouteCtx {
     }
 }
 
-/// How an upstream exchange failed below HTTP.
-enum Fault {
-    Client(hyper_util::client::legacy::Error),
-    Body(hyper::Error),
-}
-
-impl From<hyper_util::client::legacy::Error> for Fault {
-    fn from(err: hyper_util::client::legacy::Error) -> Self {
-        Fault::Client(err)
-    }
-}
-
 fn limit(body: Incoming, max: u64) -> Limited<Incoming> {
     Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX))
-}
-
-/// Reads a token request's form body ahead (bounded) for its `grant_type`; the body goes
-/// upstream unchanged.
-async fn read_token_request(
-    req: Request<Incoming>,
-    max: u64,
-) -> Result<(Request<RequestBody>, Option<String>), LocalError> {
-    let (parts, body) = req.into_parts();
-    let body = Prefixed::read(limit(body, max), TOKEN_BODY_LIMIT)
-        .await
-        .map_err(|err| {
-            if err.is::<LengthLimitError>() {
-                LocalError::BodyTooLarge
-            } else {
-                LocalError::ClientBody
-            }
-        })?;
-    let grant_type = exchange::grant_type(body.prefix());
-    Ok((
-        Request::from_parts(parts, RequestBody::client(body)),
-        grant_type,
-    ))
-}
-
-fn is_body_limit(err: &hyper_util::client::legacy::Error) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if e.is::<LengthLimitError>() {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
 }
 
 /// The hyper service of one accepted client connection.
@@ -525,47 +520,7 @@ impl hyper::service::Service<Request<Incoming>> for RouteService {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { Ok(this.ctx.handle(req, &this.client_addr).await) })
-    }
-}
-
-/// What classification needs to know about a request after it has gone upstream.
-struct RequestInfo {
-    method: Method,
-    path: PathAndQuery,
-    watched: WatchedHeaders,
-}
-
-/// The request headers the classifier may consult, kept past forwarding. Usually one or
-/// none, so a linear scan beats any map.
-struct WatchedHeaders(Vec<(HeaderName, HeaderValue)>);
-
-impl WatchedHeaders {
-    fn capture(names: &[HeaderName], headers: &HeaderMap) -> Self {
-        WatchedHeaders(
-            names
-                .iter()
-                .filter_map(|n| headers.get(n).map(|v| (n.clone(), v.clone())))
-                .collect(),
-        )
-    }
-}
-
-impl HeaderLookup for WatchedHeaders {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| v.to_str().ok())
-    }
-}
-
-/// The upstream's response headers, when there was a response.
-struct ResponseHeaders<'a>(Option<&'a HeaderMap>);
-
-impl HeaderLookup for ResponseHeaders<'_> {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0?.get(name)?.to_str().ok()
+        Box::pin(async move { Ok(Arc::clone(&this.ctx).handle(req, &this.client_addr).await) })
     }
 }
 

@@ -1,0 +1,328 @@
+//! One upstream attempt: send, read the head (and a token answer's body), classify, and
+//! tell health and the metrics. The retry policy sees each attempt's result and decides
+//! whether another follows.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, Response, StatusCode};
+use http_body_util::LengthLimitError;
+use tokio::time::Instant;
+use warden_config::{ErrorKind, RetryMode, Role, Verdict};
+use warden_health::{Gate, GateRequest, TokenOutcome, UpstreamOutcome};
+use warden_policy::{Decision, HeaderLookup, Observation};
+
+use crate::body::{Prefixed, ResponseBody, Watched};
+use crate::exchange::{TOKEN_BODY_LIMIT, TokenAnswer};
+use crate::headers;
+use crate::health::ConnHealth;
+use crate::local::LocalError;
+use crate::retry::{Attempt, AttemptFacts, HealthGate, parse_retry_after};
+use crate::service::RouteCtx;
+use crate::upstream;
+
+/// What classification needs to know about a request after it has gone upstream; shared by
+/// its attempts.
+pub(crate) struct RequestInfo {
+    pub method: Method,
+    pub path: PathAndQuery,
+    pub watched: WatchedHeaders,
+    pub token_request: bool,
+    pub grant_type: Option<String>,
+}
+
+/// One attempt's answer and what was concluded from it.
+pub(crate) struct AttemptResult {
+    pub outcome: Result<(Response<ResponseBody>, TokenAnswer), LocalError>,
+    /// None when the failure was the client's (its body broke the limit mid-stream):
+    /// nothing to classify.
+    pub decision: Option<Decision>,
+    pub status: Option<u16>,
+    pub nothing_sent: bool,
+}
+
+impl AttemptResult {
+    pub fn verdict(&self) -> Verdict {
+        self.decision
+            .as_ref()
+            .map_or(Verdict::ClientError, |d| d.verdict)
+    }
+}
+
+impl AttemptFacts for AttemptResult {
+    fn verdict(&self) -> Verdict {
+        AttemptResult::verdict(self)
+    }
+
+    fn retry_mode(&self) -> RetryMode {
+        self.decision.as_ref().map_or(RetryMode::Never, |d| d.retry)
+    }
+
+    fn status(&self) -> Option<StatusCode> {
+        self.status.and_then(|s| StatusCode::from_u16(s).ok())
+    }
+
+    fn nothing_sent(&self) -> bool {
+        self.nothing_sent
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        let (resp, _) = self.outcome.as_ref().ok()?;
+        parse_retry_after(resp.headers())
+    }
+}
+
+impl HealthGate for Arc<ConnHealth> {
+    fn gate(&self, role: Role, request: GateRequest) -> Gate {
+        ConnHealth::gate(self, role, request)
+    }
+}
+
+/// The inner service of the retry layer: each call is one attempt.
+#[derive(Clone)]
+pub(crate) struct AttemptService {
+    pub ctx: Arc<RouteCtx>,
+    pub info: Arc<RequestInfo>,
+    pub deadline: Instant,
+}
+
+impl tower::Service<Attempt> for AttemptService {
+    type Response = AttemptResult;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<AttemptResult, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, attempt: Attempt) -> Self::Future {
+        let ctx = Arc::clone(&self.ctx);
+        let info = Arc::clone(&self.info);
+        let deadline = self.deadline;
+        Box::pin(async move { Ok(ctx.attempt(attempt, &info, deadline).await) })
+    }
+}
+
+impl RouteCtx {
+    /// Sends one attempt and accounts for its answer (health, upstream error metrics).
+    pub(crate) async fn attempt(
+        &self,
+        attempt: Attempt,
+        info: &RequestInfo,
+        deadline: Instant,
+    ) -> AttemptResult {
+        let sent = self.send(attempt, info, deadline).await;
+        let nothing_sent = matches!(
+            &sent,
+            Err(Failure::Upstream {
+                nothing_sent: true,
+                ..
+            })
+        );
+        let outcome = sent.map_err(Failure::into_local);
+        let (status, answer, error_kind) = match &outcome {
+            Ok((resp, answer)) => (Some(resp.status().as_u16()), Some(answer), None),
+            Err(local) => match local.error_kind() {
+                Some(kind) => (None, None, Some(kind)),
+                None => {
+                    return AttemptResult {
+                        outcome,
+                        decision: None,
+                        status: None,
+                        nothing_sent,
+                    };
+                }
+            },
+        };
+        let response_headers = outcome.as_ref().ok().map(|(resp, _)| resp.headers());
+        let obs = Observation {
+            role: self.role,
+            method: info.method.as_str(),
+            path: info.path.path(),
+            token_request: info.token_request,
+            grant_type: info.grant_type.as_deref(),
+            status,
+            oauth_error: answer.and_then(|a| a.error.as_deref()),
+            has_access_token: answer.is_some_and(|a| a.has_access_token),
+            jsonrpc_error: None,
+            error_kind,
+            response_headers: &ResponseHeaders(response_headers),
+            request_headers: &info.watched,
+        };
+        let decision = self.policy.classify(&obs);
+        if decision.verdict != Verdict::Ok {
+            self.metrics
+                .upstream_error(decision.verdict, decision.code_label(&obs));
+        }
+        if info.token_request {
+            if let Some(outcome) =
+                TokenOutcome::from_decision(&decision, status, error_kind, obs.has_access_token)
+            {
+                self.health.record_token(outcome);
+            }
+        } else {
+            self.health.record_upstream(
+                self.role,
+                UpstreamOutcome::from_decision(&decision, status, error_kind),
+            );
+        }
+        tracing::debug!(
+            connection = %self.connection,
+            role = %self.role,
+            status,
+            error_kind = error_kind.map(ErrorKind::as_str),
+            verdict = decision.verdict.as_str(),
+            rule = decision.rule.name(),
+            "classified"
+        );
+        AttemptResult {
+            outcome,
+            decision: Some(decision),
+            status,
+            nothing_sent,
+        }
+    }
+
+    /// Sends `attempt` and returns the response head (token answers: with their body read
+    /// ahead and looked at), all before `deadline`.
+    async fn send(
+        &self,
+        attempt: Attempt,
+        info: &RequestInfo,
+        deadline: Instant,
+    ) -> Result<(Response<ResponseBody>, TokenAnswer), Failure> {
+        let request = attempt.into_request();
+        let exchange = async {
+            let resp = self.client.request(request).await.map_err(Failure::from)?;
+            let (mut parts, body) = resp.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers);
+            if !info.token_request {
+                let body = match self.jsonrpc_watch(&parts.headers) {
+                    Some(watch) => ResponseBody::Watched {
+                        body: Watched::new(body, watch, self.on_jsonrpc_error(info, &parts)),
+                    },
+                    None => ResponseBody::Upstream { body },
+                };
+                return Ok((Response::from_parts(parts, body), TokenAnswer::default()));
+            }
+            let body = Prefixed::read(body, TOKEN_BODY_LIMIT)
+                .await
+                .map_err(|err| {
+                    tracing::debug!(
+                        connection = %self.connection,
+                        error = %err,
+                        "upstream token answer broke off"
+                    );
+                    Failure::Upstream {
+                        kind: ErrorKind::Reset,
+                        nothing_sent: false,
+                    }
+                })?;
+            let answer = if body.is_complete() {
+                TokenAnswer::parse(body.prefix())
+            } else {
+                TokenAnswer::default()
+            };
+            Ok((
+                Response::from_parts(parts, ResponseBody::Prefixed { body }),
+                answer,
+            ))
+        };
+        match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(Failure::Upstream {
+                kind: ErrorKind::Timeout,
+                nothing_sent: false,
+            }),
+        }
+    }
+}
+
+/// How an attempt failed below HTTP.
+pub(crate) enum Failure {
+    Upstream {
+        kind: ErrorKind,
+        nothing_sent: bool,
+    },
+    /// The client's body passed `limits.max_request_body_bytes` while it streamed.
+    BodyTooLarge,
+}
+
+impl Failure {
+    fn into_local(self) -> LocalError {
+        match self {
+            Failure::BodyTooLarge => LocalError::BodyTooLarge,
+            Failure::Upstream {
+                kind: ErrorKind::Timeout,
+                ..
+            } => LocalError::Timeout,
+            Failure::Upstream { kind, .. } => LocalError::Unreachable(kind),
+        }
+    }
+}
+
+impl From<hyper_util::client::legacy::Error> for Failure {
+    fn from(err: hyper_util::client::legacy::Error) -> Self {
+        if is_body_limit(&err) {
+            return Failure::BodyTooLarge;
+        }
+        let kind = upstream::error_kind(&err);
+        tracing::debug!(kind = kind.as_str(), error = %err, "upstream exchange failed");
+        Failure::Upstream {
+            kind,
+            // A connect error means the request never left: safe to send again.
+            nothing_sent: err.is_connect(),
+        }
+    }
+}
+
+fn is_body_limit(err: &hyper_util::client::legacy::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<LengthLimitError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// The request headers the classifier may consult, kept past forwarding. Usually one or
+/// none, so a linear scan beats any map.
+#[derive(Clone, Default)]
+pub(crate) struct WatchedHeaders(pub Vec<(HeaderName, HeaderValue)>);
+
+impl WatchedHeaders {
+    pub fn capture(names: &[HeaderName], headers: &HeaderMap) -> Self {
+        WatchedHeaders(
+            names
+                .iter()
+                .filter_map(|n| headers.get(n).map(|v| (n.clone(), v.clone())))
+                .collect(),
+        )
+    }
+}
+
+impl HeaderLookup for WatchedHeaders {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.to_str().ok())
+    }
+}
+
+/// The upstream's response headers, when there was a response.
+pub(crate) struct ResponseHeaders<'a>(pub Option<&'a HeaderMap>);
+
+impl HeaderLookup for ResponseHeaders<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0?.get(name)?.to_str().ok()
+    }
+}

@@ -1,0 +1,463 @@
+//! Inline retries of transient failures (SPEC §5), as a `tower::retry::Policy`: the request
+//! body is buffered once and replayed per attempt; every attempt is classified and counted
+//! by health; a retry happens only when it is safe, within budget, within the proxy-wide
+//! cap on concurrent retries, and before the request's deadline.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
+use metrics::{Counter, Gauge, counter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tower::retry::budget::{Budget as _, TpsBudget};
+use warden_config::{Retry, RetryMode, Role, Verdict};
+use warden_health::{Gate, GateRequest};
+
+use crate::body::RequestBody;
+use crate::jitter;
+
+/// Set on every retry to its attempt number (2, 3, ...); first attempts go without it.
+pub(crate) static X_WARDEN_ATTEMPT: HeaderName = HeaderName::from_static("x-warden-attempt");
+
+/// Why a transient failure was or was not retried: the `outcome` label of
+/// `warden_retries_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryOutcome {
+    /// A retry ended ok.
+    Success,
+    /// A retry ended neither ok nor transient.
+    Failed,
+    /// Attempts, time or the circuit ran out while still transient.
+    Exhausted,
+    BudgetExhausted,
+    ConcurrencyLimited,
+    /// Not safe to repeat, or a Retry-After past the backoff cap.
+    Unsafe,
+}
+
+impl RetryOutcome {
+    const ALL: [RetryOutcome; 6] = [
+        RetryOutcome::Success,
+        RetryOutcome::Failed,
+        RetryOutcome::Exhausted,
+        RetryOutcome::BudgetExhausted,
+        RetryOutcome::ConcurrencyLimited,
+        RetryOutcome::Unsafe,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RetryOutcome::Success => "success",
+            RetryOutcome::Failed => "failed",
+            RetryOutcome::Exhausted => "exhausted",
+            RetryOutcome::BudgetExhausted => "budget_exhausted",
+            RetryOutcome::ConcurrencyLimited => "concurrency_limited",
+            RetryOutcome::Unsafe => "unsafe",
+        }
+    }
+}
+
+/// The proxy-wide limit on retries in flight, and its gauge.
+pub(crate) struct RetrySlots {
+    permits: Arc<Semaphore>,
+    in_flight: Gauge,
+}
+
+impl RetrySlots {
+    pub fn new(max: usize) -> Arc<RetrySlots> {
+        Arc::new(RetrySlots {
+            permits: Arc::new(Semaphore::new(max)),
+            in_flight: metrics::gauge!("warden_retries_in_flight"),
+        })
+    }
+
+    /// A slot, or None when every slot is taken: nobody queues behind a retry.
+    fn try_take(&self) -> Option<Slot> {
+        let permit = Arc::clone(&self.permits).try_acquire_owned().ok()?;
+        self.in_flight.increment(1.0);
+        Some(Slot {
+            _permit: permit,
+            in_flight: self.in_flight.clone(),
+        })
+    }
+}
+
+/// One held retry slot; given back (and the gauge lowered) on drop.
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    in_flight: Gauge,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.in_flight.decrement(1.0);
+    }
+}
+
+/// One route's retry settings and shared state.
+pub(crate) struct RouteRetry {
+    pub settings: Retry,
+    pub budget: TpsBudget,
+    pub slots: Arc<RetrySlots>,
+    outcomes: [Counter; RetryOutcome::ALL.len()],
+}
+
+/// The window SPEC §5 gives the budget.
+const BUDGET_WINDOW: Duration = Duration::from_secs(10);
+
+impl RouteRetry {
+    pub fn new(connection: &str, role: Role, settings: Retry, slots: Arc<RetrySlots>) -> Self {
+        // TpsBudget wants a percentage as a fraction (0.2 = 20 %).
+        // TpsBudget asserts its inputs; keep them in its range whatever the config says.
+        let budget = TpsBudget::new(
+            BUDGET_WINDOW,
+            settings.budget.min_per_second.min(1_000_000),
+            (settings.budget.ratio as f32).clamp(0.0, 1000.0),
+        );
+        let outcomes = RetryOutcome::ALL.map(|o| {
+            counter!(
+                "warden_retries_total",
+                "connection" => connection.to_owned(),
+                "role" => role.as_str(),
+                "outcome" => o.as_str()
+            )
+        });
+        RouteRetry {
+            settings,
+            budget,
+            slots,
+            outcomes,
+        }
+    }
+
+    /// Every request puts into the budget what its retries may take out.
+    pub fn deposit(&self) {
+        self.budget.deposit();
+    }
+
+    pub fn count(&self, outcome: RetryOutcome) {
+        if let Some(i) = RetryOutcome::ALL.iter().position(|o| *o == outcome) {
+            self.outcomes[i].increment(1);
+        }
+    }
+
+    /// The un-jittered backoff ceiling before retry number `retry` (1-based): `base`,
+    /// doubling, capped at `max`.
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        let factor = 2u32.saturating_pow(retry.saturating_sub(1).min(31));
+        self.settings
+            .backoff
+            .base
+            .saturating_mul(factor)
+            .min(self.settings.backoff.max)
+    }
+}
+
+/// A request as each attempt sends it: the head cloned per attempt, the body replayed
+/// from one buffer (or, when it was too large to buffer, streamed once).
+pub(crate) struct Attempt {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: AttemptBody,
+}
+
+pub(crate) enum AttemptBody {
+    Buffered(Bytes),
+    /// Sent once; an attempt with this body is never repeated.
+    Streaming(RequestBody),
+}
+
+impl Attempt {
+    pub fn into_request(self) -> Request<RequestBody> {
+        let body = match self.body {
+            AttemptBody::Buffered(bytes) => RequestBody::bytes(bytes),
+            AttemptBody::Streaming(body) => body,
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers;
+        req
+    }
+
+    fn try_clone(&self) -> Option<Attempt> {
+        let AttemptBody::Buffered(bytes) = &self.body else {
+            return None;
+        };
+        Some(Attempt {
+            method: self.method.clone(),
+            uri: self.uri.clone(),
+            version: self.version,
+            headers: self.headers.clone(),
+            body: AttemptBody::Buffered(bytes.clone()),
+        })
+    }
+}
+
+/// What the retry policy needs to know about one attempt's answer.
+pub(crate) trait AttemptFacts {
+    fn verdict(&self) -> Verdict;
+    fn retry_mode(&self) -> RetryMode;
+    fn status(&self) -> Option<StatusCode>;
+    /// The request never left warden (the connection could not be set up).
+    fn nothing_sent(&self) -> bool;
+    fn retry_after(&self) -> Option<Duration>;
+}
+
+/// Decides, per attempt, whether to try again (SPEC §5).
+pub(crate) struct RetryPolicy<H> {
+    pub route: Arc<RouteRetry>,
+    pub health: H,
+    pub role: Role,
+    pub gate_request: GateRequest,
+    pub refresh_grant: bool,
+    pub idempotent: bool,
+    pub deadline: Instant,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The slot of the retry now in flight, if any.
+    slot: Option<Slot>,
+}
+
+/// tower's `Retry` clones its policy into each request's future; a clone starts with no
+/// slot held (the slot belongs to the retry in flight, not to the policy's settings).
+impl<H: Clone> Clone for RetryPolicy<H> {
+    fn clone(&self) -> Self {
+        RetryPolicy {
+            route: Arc::clone(&self.route),
+            health: self.health.clone(),
+            role: self.role,
+            gate_request: self.gate_request,
+            refresh_grant: self.refresh_grant,
+            idempotent: self.idempotent,
+            deadline: self.deadline,
+            attempts: self.attempts,
+            slot: None,
+        }
+    }
+}
+
+/// The health gate as the retry policy sees it (so the policy is testable without a proxy).
+pub(crate) trait HealthGate {
+    fn gate(&self, role: Role, request: GateRequest) -> Gate;
+}
+
+impl<H> RetryPolicy<H> {
+    pub fn new(
+        route: Arc<RouteRetry>,
+        health: H,
+        role: Role,
+        gate_request: GateRequest,
+        method: &Method,
+        deadline: Instant,
+    ) -> Self {
+        RetryPolicy {
+            route,
+            health,
+            role,
+            gate_request,
+            refresh_grant: gate_request == GateRequest::RefreshGrant,
+            idempotent: is_idempotent(method),
+            deadline,
+            attempts: 1,
+            slot: None,
+        }
+    }
+
+    /// SPEC §5: safe to repeat when nothing was sent, on 429/502/503/504, or for an
+    /// idempotent method; a refresh grant only when nothing was sent or on 429/503 (a
+    /// refresh token that reached the IdP may have been rotated).
+    fn safe_to_repeat(&self, facts: &impl AttemptFacts) -> bool {
+        if facts.nothing_sent() {
+            return true;
+        }
+        let status = facts.status().map(|s| s.as_u16());
+        if self.refresh_grant {
+            return matches!(status, Some(429 | 503));
+        }
+        matches!(status, Some(429 | 502 | 503 | 504)) || self.idempotent
+    }
+
+    /// Whether and after how long to retry, or the outcome that ends the exchange (None:
+    /// the first attempt was not transient, nothing to count).
+    pub fn decide(&mut self, facts: &impl AttemptFacts) -> Result<Duration, Option<RetryOutcome>>
+    where
+        H: HealthGate,
+    {
+        // The previous retry's answer is in: its slot is free again.
+        self.slot = None;
+        let retried = self.attempts > 1;
+        if facts.verdict() != Verdict::Transient {
+            return Err(retried.then_some(if facts.verdict() == Verdict::Ok {
+                RetryOutcome::Success
+            } else {
+                RetryOutcome::Failed
+            }));
+        }
+        let settings = &self.route.settings;
+        if settings.max_attempts <= 1 {
+            return Err(None);
+        }
+        // No byte of the answer has reached the client here: warden decides at the response
+        // head, before it forwards anything, and never retries once it has.
+        if facts.retry_mode() == RetryMode::Never || !self.safe_to_repeat(facts) {
+            return Err(Some(RetryOutcome::Unsafe));
+        }
+        if self.attempts >= settings.max_attempts {
+            return Err(Some(RetryOutcome::Exhausted));
+        }
+        let delay = match facts.retry_after() {
+            Some(after) if after > settings.backoff.max => {
+                return Err(Some(RetryOutcome::Unsafe));
+            }
+            Some(after) => after,
+            None => jitter::full(self.route.ceiling(self.attempts)),
+        };
+        if Instant::now() + delay >= self.deadline {
+            return Err(Some(RetryOutcome::Exhausted));
+        }
+        if !matches!(
+            self.health.gate(self.role, self.gate_request),
+            Gate::Forward
+        ) {
+            return Err(Some(RetryOutcome::Exhausted));
+        }
+        let Some(slot) = self.route.slots.try_take() else {
+            return Err(Some(RetryOutcome::ConcurrencyLimited));
+        };
+        if !self.route.budget.withdraw() {
+            return Err(Some(RetryOutcome::BudgetExhausted));
+        }
+        self.slot = Some(slot);
+        self.attempts += 1;
+        Ok(delay)
+    }
+}
+
+pub(crate) fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// `Retry-After` as seconds or an HTTP date, relative to now.
+pub(crate) fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+impl<H, S> tower::retry::Policy<Attempt, S, std::convert::Infallible> for RetryPolicy<H>
+where
+    H: HealthGate,
+    S: AttemptFacts,
+{
+    type Future = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    fn retry(
+        &mut self,
+        req: &mut Attempt,
+        result: &mut Result<S, std::convert::Infallible>,
+    ) -> Option<Self::Future> {
+        let facts = match result {
+            Ok(facts) => facts,
+            Err(never) => match *never {},
+        };
+        match self.decide(facts) {
+            Ok(delay) => {
+                // Upstream logs can tell a retry from a first attempt (Envoy's
+                // x-envoy-attempt-count, by another name).
+                req.headers
+                    .insert(X_WARDEN_ATTEMPT.clone(), HeaderValue::from(self.attempts));
+                tracing::debug!(
+                    attempt = self.attempts,
+                    delay_ms = delay.as_millis() as u64,
+                    verdict = facts.verdict().as_str(),
+                    status = facts.status().map(|s| s.as_u16()),
+                    "retrying"
+                );
+                Some(Box::pin(tokio::time::sleep(delay)))
+            }
+            Err(outcome) => {
+                if let Some(outcome) = outcome {
+                    self.route.count(outcome);
+                }
+                None
+            }
+        }
+    }
+
+    fn clone_request(&mut self, req: &Attempt) -> Option<Attempt> {
+        req.try_clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_as_seconds_or_http_date() {
+        let mut h = HeaderMap::new();
+        assert_eq!(parse_retry_after(&h), None);
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(7)));
+        let soon = std::time::SystemTime::now() + Duration::from_secs(30);
+        let date = httpdate::fmt_http_date(soon);
+        h.insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::try_from(date).expect("date"),
+        );
+        let d = parse_retry_after(&h).expect("date parses");
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        h.insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(
+            parse_retry_after(&h),
+            Some(Duration::ZERO),
+            "a date in the past: now"
+        );
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(parse_retry_after(&h), None);
+    }
+
+    #[test]
+    fn idempotent_methods() {
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::PUT,
+            Method::DELETE,
+        ] {
+            assert!(is_idempotent(&m), "{m}");
+        }
+        for m in [Method::POST, Method::PATCH] {
+            assert!(!is_idempotent(&m), "{m}");
+        }
+    }
+}
