@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Response, StatusCode};
-use http_body_util::LengthLimitError;
+use http_body::Body as _;
+use http_body_util::{BodyExt as _, LengthLimitError};
 use tokio::time::Instant;
 use warden_config::{ErrorKind, RetryMode, Role, Verdict};
 use warden_health::{Gate, GateRequest, TokenOutcome, UpstreamOutcome};
@@ -76,7 +78,27 @@ impl AttemptFacts for AttemptResult {
         let (resp, _) = self.outcome.as_ref().ok()?;
         parse_retry_after(resp.headers())
     }
+
+    fn take_leftover(&mut self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        let (resp, _) = self.outcome.as_mut().ok()?;
+        let small = resp
+            .body()
+            .size_hint()
+            .upper()
+            .is_some_and(|n| n <= DRAIN_LIMIT);
+        if !small {
+            return None;
+        }
+        let body = std::mem::replace(resp.body_mut(), ResponseBody::local(Bytes::new()));
+        Some(Box::pin(async move {
+            let _ = body.collect().await;
+        }))
+    }
 }
+
+/// A discarded answer of known length up to this is read to its end before a retry, which
+/// keeps its connection pooled; anything larger, or of unknown length, is dropped.
+const DRAIN_LIMIT: u64 = 64 * 1024;
 
 impl HealthGate for Arc<ConnHealth> {
     fn gate(&self, role: Role, request: GateRequest) -> Gate {

@@ -210,6 +210,11 @@ pub(crate) trait AttemptFacts {
     /// The request never left warden (the connection could not be set up).
     fn nothing_sent(&self) -> bool;
     fn retry_after(&self) -> Option<Duration>;
+    /// Takes what is left of a discarded answer (its unread body), to be finished off
+    /// while the retry waits; None when there is nothing worth reading.
+    fn take_leftover(&mut self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        None
+    }
 }
 
 /// Decides, per attempt, whether to try again (SPEC §5).
@@ -395,7 +400,19 @@ where
                     status = facts.status().map(|s| s.as_u16()),
                     "retrying"
                 );
-                Some(Box::pin(tokio::time::sleep(delay)))
+                let leftover = facts.take_leftover();
+                let deadline = self.deadline;
+                Some(Box::pin(async move {
+                    // Reading a small discarded body to its end gives its connection back
+                    // to the pool, so the retry need not open a new one.
+                    if let Some(drain) = leftover {
+                        let _ = tokio::time::timeout_at(deadline, drain).await;
+                    }
+                    // tokio's timer has millisecond ticks: a zero wait must not sleep one.
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                }))
             }
             Err(outcome) => {
                 if let Some(outcome) = outcome {
