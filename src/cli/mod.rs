@@ -1,7 +1,11 @@
 //! Subcommands.
 
 mod check;
+mod demo;
+mod inject;
 mod run;
+mod status;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +35,15 @@ pub enum Command {
     Run(run::RunArgs),
     /// Validate a config file; exit 1 and print every error if it is invalid.
     Check(ConfigArg),
+    /// Print the health table of a running warden; exit 1 when a connection needs
+    /// re-authorization or has an open circuit.
+    Status(status::StatusArgs),
+    /// Run warden in front of simulated upstreams that fail on a script.
+    Demo(demo::DemoArgs),
+    /// Add the warden sidecar to the Pod templates of a Kubernetes YAML stream.
+    Inject(inject::InjectArgs),
+    /// Serve the mutating admission webhook that injects the sidecar.
+    Webhook(webhook::WebhookArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -44,6 +57,10 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => Ok(check::check(&args.config)),
+        Command::Status(args) => status::status(args),
+        Command::Demo(args) => demo::demo(args),
+        Command::Inject(args) => inject::inject(args),
+        Command::Webhook(args) => webhook::webhook(args),
     }
 }
 
