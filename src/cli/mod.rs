@@ -3,6 +3,7 @@
 mod check;
 mod demo;
 mod inject;
+mod reload;
 mod run;
 mod status;
 mod webhook;

@@ -12,6 +12,7 @@ use warden_config::{Config, Role, ZeroConfig};
 use warden_proxy::Proxy;
 use warden_proxy::health::HealthHub;
 
+use super::reload;
 use crate::telemetry;
 
 #[derive(Debug, clap::Args)]
@@ -48,17 +49,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             upstream: upstream.clone(),
             role: args.role,
             admin: args.admin,
-        }),
-        _ => warden_config::load(&args.config),
+        })
+        .map(|config| (config, None)),
+        _ => load(&args.config),
     };
-    let config = match config {
-        Ok(config) => config,
+    let (config, loaded) = match config {
+        Ok(pair) => pair,
         Err(err) => {
             super::report_invalid(&err);
             return Ok(ExitCode::FAILURE);
         }
     };
-    runtime()?.block_on(serve(config))
+    let watched = loaded.map(|fingerprint| reload::Watched {
+        path: args.config,
+        fingerprint,
+    });
+    runtime()?.block_on(serve(config, watched))
 }
 
 /// One worker thread per CPU this process may run on (taskset and cgroup cpusets count);
@@ -78,7 +84,24 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+/// Reads and validates the config file, and notes what it held, so a change made at any
+/// moment after this read is seen by the reloader.
+fn load(
+    path: &std::path::Path,
+) -> Result<(Config, Option<reload::Fingerprint>), warden_config::ConfigError> {
+    let text = std::fs::read(path).map_err(|source| warden_config::ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let source = String::from_utf8(text.clone()).map_err(|_| warden_config::ConfigError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"),
+    })?;
+    let config = warden_config::parse(&source, &path.display().to_string())?;
+    Ok((config, Some(reload::Fingerprint::of(&text))))
+}
+
+async fn serve(config: Config, watched: Option<reload::Watched>) -> anyhow::Result<ExitCode> {
     // Handlers go in first: a signal that arrives while starting must start a drain, not
     // kill the process with the default disposition.
     let signals = Signals::install()?;
@@ -89,8 +112,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         Some(path) => Some(read_token(path)?),
         None => None,
     };
-    let proxy = Proxy::bind(&config).await?;
-    let bound = proxy.bound();
+    let (stop_proxy, proxy_stopped) = watch::channel(false);
+    let proxy = Proxy::start(&config, proxy_stopped.clone()).await?;
 
     let readiness = Arc::new(Readiness::default());
     let admin = AdminServer::bind(
@@ -106,35 +129,58 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
     let admin_addr = admin.local_addr().context("admin listener address")?;
 
-    let (stop_proxy, proxy_stopped) = watch::channel(false);
     let (stop_admin, admin_stopped) = watch::channel(false);
     let admin_task = tokio::spawn(admin.serve(admin_stopped));
-    let proxy_task = tokio::spawn(proxy.serve(proxy_stopped, config.shutdown.drain_timeout));
     readiness.set(Phase::Ready);
     // Logged once ready: whoever waits for these lines may rely on /readyz saying 200.
     tracing::info!(addr = %admin_addr, "admin listening");
-    for (route, bound) in config.routes().zip(bound) {
-        tracing::info!(
-            connection = %bound.connection,
-            role = %bound.role,
-            addr = %bound.addr,
-            upstream = %route.1.upstream,
-            "listening"
-        );
-    }
+    log_listening(&config, &proxy.bound().await);
 
-    let signal = signals.recv().await;
+    let drain_timeout = Arc::new(std::sync::Mutex::new(config.shutdown.drain_timeout));
+    let (hangups, terminated) = signals.split();
+    let reloader = tokio::spawn(reload::watch(reload::Reloader {
+        proxy: proxy.clone(),
+        watched,
+        hangups,
+        admin: config.admin.clone(),
+        drain_timeout: Arc::clone(&drain_timeout),
+        stop: proxy_stopped,
+    }));
+
+    let signal = terminated.await;
     tracing::info!(signal, "shutting down");
     // Readiness flips first so the orchestrator stops routing here while requests drain.
     readiness.set(Phase::Draining);
     let _ = stop_proxy.send(true);
-    let drained = proxy_task.await.context("proxy task")?;
+    let _ = reloader.await;
+    let timeout = *drain_timeout.lock().unwrap_or_else(|p| p.into_inner());
+    let drained = proxy.drain(timeout).await;
     let _ = stop_admin.send(true);
     let _ = admin_task.await;
     if drained {
         tracing::info!("drained; exiting");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One `listening` line per route: operators read them, and so do the tests, to learn the
+/// ports the OS picked.
+pub(crate) fn log_listening(config: &Config, bound: &[warden_proxy::BoundRoute]) {
+    for (conn, route) in config.routes() {
+        let Some(b) = bound
+            .iter()
+            .find(|b| b.connection == conn.name && b.role == route.role)
+        else {
+            continue;
+        };
+        tracing::info!(
+            connection = %b.connection,
+            role = %b.role,
+            addr = %b.addr,
+            upstream = %route.upstream,
+            "listening"
+        );
+    }
 }
 
 /// The admin bearer token: the file's content without surrounding whitespace.
@@ -170,10 +216,11 @@ impl ConnectionsApi for HealthApi {
     }
 }
 
-/// SIGTERM and SIGINT, registered once.
+/// SIGTERM, SIGINT and SIGHUP, registered before anything else happens.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -182,13 +229,28 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
         })
     }
 
-    async fn recv(mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-        }
+    /// SIGHUP for the reloader; a future that resolves on SIGTERM or SIGINT.
+    fn split(
+        self,
+    ) -> (
+        tokio::signal::unix::Signal,
+        impl std::future::Future<Output = &'static str>,
+    ) {
+        let Signals {
+            mut term,
+            mut int,
+            hup,
+        } = self;
+        let terminated = async move {
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            }
+        };
+        (hup, terminated)
     }
 }

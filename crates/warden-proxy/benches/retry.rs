@@ -71,11 +71,12 @@ connections:
 "
         );
         let config = warden_config::parse(&yaml, "bench").expect("config");
-        let proxy = warden_proxy::Proxy::bind(&config).await.expect("bind");
-        let addr = proxy.bound()[0].addr;
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(proxy.serve(stopped, std::time::Duration::from_secs(1)));
-        (addr, stop)
+        let proxy = warden_proxy::Proxy::start(&config, stopped)
+            .await
+            .expect("start");
+        let addr = proxy.bound().await[0].addr;
+        (addr, (stop, proxy))
     });
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut group = c.benchmark_group("retry_path");

@@ -2,65 +2,108 @@
 //! gauges kept in step, a log line per state change, the prober woken when a circuit opens.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Instant, SystemTime};
 
 use metrics::{Gauge, gauge};
 use tokio::sync::watch;
-use warden_config::{Config, Role};
+use warden_config::{Config, Connection, Role};
 use warden_health::{
-    Changes, ConnectionHealth, Gate, GateRequest, HealthDetail, HealthRow, ProbeOutcome, State,
-    TokenOutcome, UpstreamOutcome,
+    Changes, ConnectionHealth, Gate, GateRequest, HealthDetail, HealthRow, HealthSettings,
+    ProbeOutcome, State, TokenOutcome, UpstreamOutcome,
 };
 
-/// Every connection's health, by name and in config order.
+/// Every connection's health, by name and in config order. The data plane holds each
+/// connection's record directly; this index is for the admin API, the prober and reloads.
 pub struct HealthHub {
-    ordered: Vec<Arc<ConnHealth>>,
-    by_name: HashMap<String, Arc<ConnHealth>>,
+    index: RwLock<Index>,
     /// Bumped whenever a circuit opens, so the prober picks it up without polling and
     /// without missing an opening that happens while it looks.
     circuit_opened: Arc<watch::Sender<u64>>,
 }
 
+#[derive(Default)]
+struct Index {
+    ordered: Vec<Arc<ConnHealth>>,
+    by_name: HashMap<String, Arc<ConnHealth>>,
+}
+
 impl HealthHub {
     pub fn new(config: &Config) -> Arc<HealthHub> {
-        let circuit_opened = Arc::new(watch::Sender::new(0));
+        let hub = Arc::new(HealthHub {
+            index: RwLock::default(),
+            circuit_opened: Arc::new(watch::Sender::new(0)),
+        });
+        hub.apply(config);
+        hub
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Brings the index in line with `config`: records of connections that still exist
+    /// keep their state (with the new thresholds), new connections start healthy, removed
+    /// ones are dropped.
+    pub(crate) fn apply(&self, config: &Config) {
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        let mut by_name = std::mem::take(&mut index.by_name);
         let ordered: Vec<Arc<ConnHealth>> = config
             .connections
             .iter()
-            .map(|c| {
-                Arc::new(ConnHealth::new(
+            .map(|c| match by_name.remove(&c.name) {
+                Some(existing) => {
+                    existing.reconfigure(c, config.events_per_connection);
+                    existing
+                }
+                None => Arc::new(ConnHealth::new(
                     ConnectionHealth::from_config(c, config.events_per_connection),
-                    Arc::clone(&circuit_opened),
-                ))
+                    Arc::clone(&self.circuit_opened),
+                )),
             })
             .collect();
-        let by_name = ordered
+        for gone in by_name.values() {
+            gone.gauges.clear();
+        }
+        index.by_name = ordered
             .iter()
             .map(|c| (c.name.clone(), Arc::clone(c)))
             .collect();
-        Arc::new(HealthHub {
-            ordered,
-            by_name,
-            circuit_opened,
-        })
+        index.ordered = ordered;
+    }
+
+    /// The record of `connection`, created if the index does not have it yet.
+    pub(crate) fn get_or_insert(&self, connection: &Connection, events: usize) -> Arc<ConnHealth> {
+        if let Some(existing) = self.get(&connection.name) {
+            return existing;
+        }
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        let record = Arc::new(ConnHealth::new(
+            ConnectionHealth::from_config(connection, events),
+            Arc::clone(&self.circuit_opened),
+        ));
+        index.ordered.push(Arc::clone(&record));
+        index
+            .by_name
+            .insert(connection.name.clone(), Arc::clone(&record));
+        record
     }
 
     pub(crate) fn circuit_openings(&self) -> watch::Receiver<u64> {
         self.circuit_opened.subscribe()
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<ConnHealth>> {
-        self.by_name.get(name)
+    pub fn get(&self, name: &str) -> Option<Arc<ConnHealth>> {
+        self.read().by_name.get(name).cloned()
     }
 
-    pub fn connections(&self) -> impl Iterator<Item = &Arc<ConnHealth>> {
-        self.ordered.iter()
+    pub fn connections(&self) -> Vec<Arc<ConnHealth>> {
+        self.read().ordered.clone()
     }
 
     /// The SPEC §6 rows, in config order.
     pub fn rows(&self) -> Vec<HealthRow> {
-        self.ordered.iter().map(|c| c.lock().snapshot()).collect()
+        self.connections().iter().map(|c| c.snapshot()).collect()
     }
 }
 
@@ -118,6 +161,13 @@ impl ConnHealth {
 
     pub fn set_next_probe(&self, role: Role, at: Instant) {
         self.lock().set_next_probe(role, at);
+    }
+
+    fn reconfigure(&self, connection: &Connection, events: usize) {
+        let roles: Vec<Role> = connection.routes.iter().map(|r| r.role).collect();
+        let settings = HealthSettings::for_connection(connection, events);
+        let changes = self.lock().reconfigure(&roles, settings);
+        self.apply(changes);
     }
 
     pub fn is_circuit_open(&self, role: Role) -> bool {
@@ -186,6 +236,14 @@ impl StateGauges {
                 "connection" => connection.to_owned()
             ),
         }
+    }
+
+    /// A removed connection's series read 0 rather than its last state.
+    fn clear(&self) {
+        for gauge in &self.states {
+            gauge.set(0.0);
+        }
+        self.needs_reauth.set(0.0);
     }
 
     fn set(&self, current: State) {

@@ -208,7 +208,7 @@ connections:
     fn open_circuit() -> (Arc<HealthHub>, LoopTarget) {
         let config = warden_config::parse(YAML, "test").expect("config");
         let hub = HealthHub::new(&config);
-        let health = Arc::clone(hub.get("c").expect("connection"));
+        let health = hub.get("c").expect("connection");
         health.record_upstream(
             Role::Mcp,
             UpstreamOutcome {

@@ -1,27 +1,28 @@
-//! Listeners: one per route, each serving HTTP/1.1 and HTTP/2 to local clients, and their
-//! graceful drain.
+//! Listeners: one per route, each serving HTTP/1.1 and HTTP/2 to local clients; their
+//! graceful drain; and reloads that swap routes, rules and listeners while serving.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::HeaderName;
+use http::uri::PathAndQuery;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::task::JoinHandle;
 use warden_config::{Config, Role};
 use warden_policy::Policy;
-
-use http::uri::PathAndQuery;
 
 use crate::health::HealthHub;
 use crate::prober::{self, ProbeTarget, Schedule};
 use crate::retry::RetrySlots;
 use crate::service::{Classifier, RouteCtx, RouteService};
 use crate::tls::TlsError;
-use crate::upstream;
+use crate::upstream::{self, UpstreamClient};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -52,50 +53,143 @@ pub struct BoundRoute {
     pub addr: SocketAddr,
 }
 
-/// Every route's listener, bound and ready to serve.
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Listeners bound for routes that are new (or moved to another address).
+    pub added: Vec<BoundRoute>,
+    /// Routes whose listener was closed; their open connections finish as they were.
+    pub removed: Vec<BoundRoute>,
+    /// Routes kept, now serving with the new settings and rules.
+    pub kept: usize,
+}
+
+type RouteKey = (String, Role);
+
+/// The running data plane. Cheap to clone: every clone is a handle to the same listeners.
+#[derive(Clone)]
 pub struct Proxy {
-    routes: Vec<(TcpListener, Arc<RouteCtx>)>,
-    http: auto::Builder<TokioExecutor>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     health: Arc<HealthHub>,
-    probes: Vec<ProbeTarget>,
-    max_concurrent_probes: usize,
+    shutdown: watch::Receiver<bool>,
+    /// Reloads and the final drain take turns.
+    state: Mutex<State>,
+    /// Every connection task holds a clone; when the last is gone the drain is complete.
+    open: std::sync::Mutex<Option<mpsc::Sender<()>>>,
+    all_closed: Mutex<mpsc::Receiver<()>>,
+}
+
+struct State {
+    listeners: HashMap<RouteKey, Listener>,
+    prober: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+/// One route's listener: its accept loop, and the route settings each new request reads.
+struct Listener {
+    configured: SocketAddr,
+    bound: SocketAddr,
+    ctx: Arc<ArcSwap<RouteCtx>>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Everything a config yields before anything running is touched: the fallible part of a
+/// start or a reload.
+struct Prepared {
+    classifier: Classifier,
+    retry_slots: Arc<RetrySlots>,
+    clients: Vec<UpstreamClient>,
 }
 
 impl Proxy {
     /// Builds every route (TLS material is read here, so bad files fail before any socket is
-    /// bound) and then binds every listener.
-    pub async fn bind(config: &Config) -> Result<Proxy, ProxyError> {
-        let classifier = Classifier {
-            policy: Arc::new(Policy::compile(&config.policy.rules)?),
-            watched_request_headers: watched_request_headers(config),
-            jsonrpc_rules: config
-                .policy
-                .rules
-                .iter()
-                .any(|r| r.when.jsonrpc_error.is_some()),
-        };
-        let health = HealthHub::new(config);
-        let retry_slots = RetrySlots::new(config.limits.max_concurrent_retries);
-        let mut ctxs = Vec::new();
-        let mut probes = Vec::new();
+    /// bound), binds every listener and starts serving until `shutdown` turns true.
+    pub async fn start(
+        config: &Config,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Proxy, ProxyError> {
+        let prepared = prepare(config)?;
+        let mut bound = Vec::new();
         for (conn, route) in config.routes() {
-            let client = upstream::client(route).map_err(|source| ProxyError::Tls {
-                connection: conn.name.clone(),
-                role: route.role,
-                source,
-            })?;
-            let conn_health = health
-                .get(&conn.name)
-                .map(Arc::clone)
-                .expect("the hub has a record for every configured connection");
+            bound.push(bind(&conn.name, route.role, route.listen).await?);
+        }
+        let (open, all_closed) = mpsc::channel::<()>(1);
+        let proxy = Proxy {
+            shared: Arc::new(Shared {
+                health: HealthHub::new(config),
+                shutdown,
+                state: Mutex::new(State {
+                    listeners: HashMap::new(),
+                    prober: None,
+                }),
+                open: std::sync::Mutex::new(Some(open)),
+                all_closed: Mutex::new(all_closed),
+            }),
+        };
+        let mut state = proxy.shared.state.lock().await;
+        proxy.commit(
+            &mut state,
+            config,
+            prepared,
+            bound.into_iter().map(Some).collect(),
+        );
+        drop(state);
+        Ok(proxy)
+    }
+
+    /// Applies a new config while serving. Everything that can fail (rules, TLS files, new
+    /// listeners) is done first; on error nothing changes. Then, in one step per route, new
+    /// requests see the new settings while requests in flight finish with the old ones;
+    /// listeners of removed routes close; health of connections that still exist is kept.
+    pub async fn reload(&self, config: &Config) -> Result<Reloaded, ProxyError> {
+        let mut state = self.shared.state.lock().await;
+        let prepared = prepare(config)?;
+        // New listeners: routes not running yet, or moved to another address.
+        let mut fresh = Vec::new();
+        for (conn, route) in config.routes() {
+            let key = (conn.name.clone(), route.role);
+            let unchanged = state
+                .listeners
+                .get(&key)
+                .is_some_and(|l| l.configured == route.listen);
+            fresh.push(if unchanged {
+                None
+            } else {
+                Some(bind(&conn.name, route.role, route.listen).await?)
+            });
+        }
+        Ok(self.commit(&mut state, config, prepared, fresh))
+    }
+
+    /// The infallible part of start and reload.
+    fn commit(
+        &self,
+        state: &mut State,
+        config: &Config,
+        prepared: Prepared,
+        mut fresh: Vec<Option<TcpListener>>,
+    ) -> Reloaded {
+        let health = &self.shared.health;
+        health.apply(config);
+        let http = Arc::new(server_builder(config.limits.max_header_bytes));
+        let mut report = Reloaded::default();
+        let mut keep = HashMap::new();
+        let mut probes = Vec::new();
+        let clients = prepared.clients.into_iter();
+        for (((conn, route), client), listener) in config.routes().zip(clients).zip(fresh.drain(..))
+        {
+            let conn_health = health.get_or_insert(conn, config.events_per_connection);
             let ctx = Arc::new(RouteCtx::new(
                 conn,
                 route,
                 client,
                 &config.limits,
-                &classifier,
+                &prepared.classifier,
                 Arc::clone(&conn_health),
-                Arc::clone(&retry_slots),
+                Arc::clone(&prepared.retry_slots),
             ));
             probes.push(ProbeTarget {
                 health: conn_health,
@@ -108,82 +202,126 @@ impl Proxy {
                     max_interval: route.circuit.probe.max_interval,
                 },
             });
-            ctxs.push(ctx);
+            let key = (conn.name.clone(), route.role);
+            match (listener, state.listeners.remove(&key)) {
+                (None, Some(existing)) => {
+                    existing.ctx.store(ctx);
+                    report.kept += 1;
+                    keep.insert(key, existing);
+                }
+                (Some(listener), old) => {
+                    if let Some(old) = old {
+                        report.removed.push(old.retire(&key));
+                    }
+                    let started = self.listen(listener, route.listen, ctx, Arc::clone(&http));
+                    report.added.push(BoundRoute {
+                        connection: key.0.clone(),
+                        role: key.1,
+                        addr: started.bound,
+                    });
+                    keep.insert(key, started);
+                }
+                (None, None) => {
+                    // `reload` binds every route that has no listener; nothing to serve.
+                    tracing::error!(connection = %key.0, role = %key.1, "route without a listener");
+                }
+            }
         }
-        let mut routes = Vec::with_capacity(ctxs.len());
-        for ctx in ctxs {
-            let listener =
-                TcpListener::bind(ctx.listen)
-                    .await
-                    .map_err(|source| ProxyError::Bind {
-                        connection: ctx.connection.clone(),
-                        role: ctx.role,
-                        addr: ctx.listen,
-                        source,
-                    })?;
-            routes.push((listener, ctx));
+        for (key, gone) in state.listeners.drain() {
+            report.removed.push(gone.retire(&key));
         }
-        Ok(Proxy {
-            routes,
-            http: server_builder(config.limits.max_header_bytes),
-            health,
+        state.listeners = keep;
+
+        if let Some((stop, _task)) = state.prober.take() {
+            // Its waiting probes end now; one in flight finishes on its own.
+            let _ = stop.send(true);
+        }
+        let (stop, stopped) = watch::channel(false);
+        let prober = tokio::spawn(prober::run(
             probes,
-            max_concurrent_probes: config.limits.max_concurrent_probes,
-        })
+            config.limits.max_concurrent_probes,
+            health.circuit_openings(),
+            any_of(self.shared.shutdown.clone(), stopped),
+        ));
+        state.prober = Some((stop, prober));
+        report
+    }
+
+    fn listen(
+        &self,
+        listener: TcpListener,
+        configured: SocketAddr,
+        ctx: Arc<RouteCtx>,
+        http: Arc<auto::Builder<TokioExecutor>>,
+    ) -> Listener {
+        let bound = listener.local_addr().unwrap_or(configured);
+        let ctx = Arc::new(ArcSwap::new(ctx));
+        let (stop, stopped) = watch::channel(false);
+        let open = self
+            .shared
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let task = tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(&ctx),
+            http,
+            open,
+            any_of(self.shared.shutdown.clone(), stopped),
+            self.shared.shutdown.clone(),
+        ));
+        Listener {
+            configured,
+            bound,
+            ctx,
+            stop,
+            task,
+        }
     }
 
     /// The connections' health, for the admin API.
     pub fn health(&self) -> Arc<HealthHub> {
-        Arc::clone(&self.health)
+        Arc::clone(&self.shared.health)
     }
 
-    pub fn bound(&self) -> Vec<BoundRoute> {
-        self.routes
+    /// Every listener's address, in no particular order.
+    pub async fn bound(&self) -> Vec<BoundRoute> {
+        let state = self.shared.state.lock().await;
+        state
+            .listeners
             .iter()
-            .filter_map(|(l, ctx)| {
-                Some(BoundRoute {
-                    connection: ctx.connection.clone(),
-                    role: ctx.role,
-                    addr: l.local_addr().ok()?,
-                })
+            .map(|((connection, role), l)| BoundRoute {
+                connection: connection.clone(),
+                role: *role,
+                addr: l.bound,
             })
             .collect()
     }
 
-    /// Serves until `shutdown` turns true, then stops accepting, lets in-flight requests
-    /// finish for up to `drain_timeout` and returns whether they all did.
-    pub async fn serve(self, mut shutdown: watch::Receiver<bool>, drain_timeout: Duration) -> bool {
-        // Every connection task holds a clone of `open`; when the last is gone, `recv`
-        // returns None and the drain is complete.
-        let (open, mut all_closed) = mpsc::channel::<()>(1);
-        let prober = tokio::spawn(prober::run(
-            self.probes,
-            self.max_concurrent_probes,
-            self.health.circuit_openings(),
-            shutdown.clone(),
-        ));
-        let http = Arc::new(self.http);
-        let mut accept_loops = JoinSet::new();
-        for (listener, ctx) in self.routes {
-            accept_loops.spawn(accept_loop(
-                listener,
-                ctx,
-                Arc::clone(&http),
-                open.clone(),
-                shutdown.clone(),
-            ));
+    /// After `shutdown` turned true: waits for the listeners to close and for in-flight
+    /// requests and probes to finish, for up to `drain_timeout`; returns whether all did.
+    pub async fn drain(&self, drain_timeout: Duration) -> bool {
+        let mut state = self.shared.state.lock().await;
+        let loops: Vec<_> = state.listeners.drain().map(|(_, l)| l.task).collect();
+        for task in loops {
+            let _ = task.await;
         }
-        drop(open);
-        // A dropped sender counts as the signal too: nobody is left to stop us otherwise.
-        stopped(&mut shutdown).await;
-        // The listeners close with their loops, so new connections are refused from here.
-        while accept_loops.join_next().await.is_some() {}
-
+        let prober = state.prober.take();
+        drop(state);
+        // Our own sender goes, so only connection tasks keep the channel open.
+        self.shared
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         tracing::info!(timeout = ?drain_timeout, "draining in-flight requests");
         let drain = async {
-            all_closed.recv().await;
+            self.shared.all_closed.lock().await.recv().await;
             // Waiting probes were cancelled by the signal; in-flight ones finish.
-            let _ = prober.await;
+            if let Some((_, task)) = prober {
+                let _ = task.await;
+            }
         };
         match tokio::time::timeout(drain_timeout, drain).await {
             Ok(()) => true,
@@ -193,6 +331,71 @@ impl Proxy {
             }
         }
     }
+}
+
+impl Listener {
+    /// Stops accepting; connections already open finish as they were.
+    fn retire(self, key: &RouteKey) -> BoundRoute {
+        let _ = self.stop.send(true);
+        BoundRoute {
+            connection: key.0.clone(),
+            role: key.1,
+            addr: self.bound,
+        }
+    }
+}
+
+fn prepare(config: &Config) -> Result<Prepared, ProxyError> {
+    let classifier = Classifier {
+        policy: Arc::new(Policy::compile(&config.policy.rules)?),
+        watched_request_headers: watched_request_headers(config),
+        jsonrpc_rules: config
+            .policy
+            .rules
+            .iter()
+            .any(|r| r.when.jsonrpc_error.is_some()),
+    };
+    let clients = config
+        .routes()
+        .map(|(conn, route)| {
+            upstream::client(route).map_err(|source| ProxyError::Tls {
+                connection: conn.name.clone(),
+                role: route.role,
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Prepared {
+        classifier,
+        retry_slots: RetrySlots::new(config.limits.max_concurrent_retries),
+        clients,
+    })
+}
+
+async fn bind(connection: &str, role: Role, addr: SocketAddr) -> Result<TcpListener, ProxyError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ProxyError::Bind {
+            connection: connection.to_owned(),
+            role,
+            addr,
+            source,
+        })
+}
+
+/// A receiver that turns true when either does.
+fn any_of(a: watch::Receiver<bool>, b: watch::Receiver<bool>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(*a.borrow() || *b.borrow());
+    tokio::spawn(async move {
+        let (mut a, mut b) = (a, b);
+        tokio::select! {
+            _ = stopped(&mut a) => {}
+            _ = stopped(&mut b) => {}
+            () = tx.closed() => return,
+        }
+        let _ = tx.send(true);
+    });
+    rx
 }
 
 fn server_builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
@@ -210,23 +413,31 @@ fn server_builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// Accepts until `stop` (shutdown, or this route's removal). Connections end gracefully on
+/// `shutdown` only: a removed route's open connections finish on their own.
 async fn accept_loop(
     listener: TcpListener,
-    ctx: Arc<RouteCtx>,
+    ctx: Arc<ArcSwap<RouteCtx>>,
     http: Arc<auto::Builder<TokioExecutor>>,
-    open: mpsc::Sender<()>,
-    mut shutdown: watch::Receiver<bool>,
+    open: Option<mpsc::Sender<()>>,
+    mut stop: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
+    let Some(open) = open else {
+        // Draining already: nothing may start.
+        return;
+    };
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = stopped(&mut shutdown) => return,
+            _ = stopped(&mut stop) => return,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(err) => {
                 // Out of descriptors or memory: pausing beats a hot loop of failed accepts.
+                let ctx = ctx.load();
                 tracing::warn!(connection = %ctx.connection, role = %ctx.role, error = %err, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;

@@ -497,16 +497,17 @@ fn limit(body: Incoming, max: u64) -> Limited<Incoming> {
     Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX))
 }
 
-/// The hyper service of one accepted client connection.
+/// The hyper service of one accepted client connection. Each request reads the route's
+/// current settings, so a reload reaches keep-alive connections too.
 #[derive(Clone)]
 pub struct RouteService {
-    ctx: Arc<RouteCtx>,
+    ctx: Arc<arc_swap::ArcSwap<RouteCtx>>,
     /// The peer's IP, formatted once per connection for `x-forwarded-for`.
     client_addr: HeaderValue,
 }
 
 impl RouteService {
-    pub fn new(ctx: Arc<RouteCtx>, peer: SocketAddr) -> Self {
+    pub fn new(ctx: Arc<arc_swap::ArcSwap<RouteCtx>>, peer: SocketAddr) -> Self {
         let client_addr = HeaderValue::try_from(peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         RouteService { ctx, client_addr }
@@ -519,8 +520,9 @@ impl hyper::service::Service<Request<Incoming>> for RouteService {
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(Arc::clone(&this.ctx).handle(req, &this.client_addr).await) })
+        let ctx = self.ctx.load_full();
+        let client_addr = self.client_addr.clone();
+        Box::pin(async move { Ok(ctx.handle(req, &client_addr).await) })
     }
 }
 
