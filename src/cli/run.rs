@@ -69,7 +69,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// One worker thread per CPU this process may run on (taskset and cgroup cpusets count);
 /// with a single CPU the current-thread scheduler avoids cross-thread wake-ups entirely.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut builder = if cpus == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -105,6 +105,42 @@ async fn serve(config: Config, watched: Option<reload::Watched>) -> anyhow::Resu
     // Handlers go in first: a signal that arrives while starting must start a drain, not
     // kill the process with the default disposition.
     let signals = Signals::install()?;
+    let running = launch(&config).await?;
+    log_listening(&config, &running.proxy.bound().await);
+
+    let drain_timeout = Arc::new(std::sync::Mutex::new(config.shutdown.drain_timeout));
+    let (hangups, terminated) = signals.split();
+    let reloader = tokio::spawn(reload::watch(reload::Reloader {
+        proxy: running.proxy.clone(),
+        watched,
+        hangups,
+        admin: config.admin.clone(),
+        drain_timeout: Arc::clone(&drain_timeout),
+        stop: running.proxy_stopped.clone(),
+    }));
+
+    let signal = terminated.await;
+    tracing::info!(signal, "shutting down");
+    running.begin_shutdown();
+    let _ = reloader.await;
+    let timeout = *drain_timeout.lock().unwrap_or_else(|p| p.into_inner());
+    running.finish_shutdown(timeout).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A started warden: the proxy serving and the admin listener up, readiness 200.
+pub(crate) struct Running {
+    pub proxy: Proxy,
+    pub admin_addr: SocketAddr,
+    readiness: Arc<Readiness>,
+    stop_proxy: watch::Sender<bool>,
+    pub proxy_stopped: watch::Receiver<bool>,
+    stop_admin: watch::Sender<bool>,
+    admin_task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts metrics, the proxy and the admin listener for `config`.
+pub(crate) async fn launch(config: &Config) -> anyhow::Result<Running> {
     let metrics = telemetry::install()?;
     tokio::spawn(telemetry::upkeep(metrics.clone()));
 
@@ -113,7 +149,7 @@ async fn serve(config: Config, watched: Option<reload::Watched>) -> anyhow::Resu
         None => None,
     };
     let (stop_proxy, proxy_stopped) = watch::channel(false);
-    let proxy = Proxy::start(&config, proxy_stopped.clone()).await?;
+    let proxy = Proxy::start(config, proxy_stopped.clone()).await?;
 
     let readiness = Arc::new(Readiness::default());
     let admin = AdminServer::bind(
@@ -134,33 +170,34 @@ async fn serve(config: Config, watched: Option<reload::Watched>) -> anyhow::Resu
     readiness.set(Phase::Ready);
     // Logged once ready: whoever waits for these lines may rely on /readyz saying 200.
     tracing::info!(addr = %admin_addr, "admin listening");
-    log_listening(&config, &proxy.bound().await);
+    Ok(Running {
+        proxy,
+        admin_addr,
+        readiness,
+        stop_proxy,
+        proxy_stopped,
+        stop_admin,
+        admin_task,
+    })
+}
 
-    let drain_timeout = Arc::new(std::sync::Mutex::new(config.shutdown.drain_timeout));
-    let (hangups, terminated) = signals.split();
-    let reloader = tokio::spawn(reload::watch(reload::Reloader {
-        proxy: proxy.clone(),
-        watched,
-        hangups,
-        admin: config.admin.clone(),
-        drain_timeout: Arc::clone(&drain_timeout),
-        stop: proxy_stopped,
-    }));
-
-    let signal = terminated.await;
-    tracing::info!(signal, "shutting down");
-    // Readiness flips first so the orchestrator stops routing here while requests drain.
-    readiness.set(Phase::Draining);
-    let _ = stop_proxy.send(true);
-    let _ = reloader.await;
-    let timeout = *drain_timeout.lock().unwrap_or_else(|p| p.into_inner());
-    let drained = proxy.drain(timeout).await;
-    let _ = stop_admin.send(true);
-    let _ = admin_task.await;
-    if drained {
-        tracing::info!("drained; exiting");
+impl Running {
+    /// Readiness flips first so the orchestrator stops routing here while requests drain;
+    /// then the listeners close.
+    pub fn begin_shutdown(&self) {
+        self.readiness.set(Phase::Draining);
+        let _ = self.stop_proxy.send(true);
     }
-    Ok(ExitCode::SUCCESS)
+
+    /// Waits for in-flight requests (up to `drain_timeout`), then stops the admin listener.
+    pub async fn finish_shutdown(self, drain_timeout: std::time::Duration) {
+        let drained = self.proxy.drain(drain_timeout).await;
+        let _ = self.stop_admin.send(true);
+        let _ = self.admin_task.await;
+        if drained {
+            tracing::info!("drained; exiting");
+        }
+    }
 }
 
 /// One `listening` line per route: operators read them, and so do the tests, to learn the
@@ -217,14 +254,14 @@ impl ConnectionsApi for HealthApi {
 }
 
 /// SIGTERM, SIGINT and SIGHUP, registered before anything else happens.
-struct Signals {
+pub(crate) struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    fn install() -> anyhow::Result<Signals> {
+    pub(crate) fn install() -> anyhow::Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
@@ -234,7 +271,7 @@ impl Signals {
     }
 
     /// SIGHUP for the reloader; a future that resolves on SIGTERM or SIGINT.
-    fn split(
+    pub(crate) fn split(
         self,
     ) -> (
         tokio::signal::unix::Signal,
