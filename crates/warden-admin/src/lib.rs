@@ -1,5 +1,8 @@
-//! The admin listener: liveness, readiness, Prometheus metrics and the connection-health API.
+//! The admin listener: liveness, readiness, Prometheus metrics, the connection-health API
+//! and the status page that reads it.
 #![forbid(unsafe_code)]
+
+mod page;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -129,6 +132,7 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
     match path {
+        "/" => page::status_page(),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => match state.readiness.phase() {
             Phase::Ready => text(StatusCode::OK, "ready\n"),

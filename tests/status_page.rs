@@ -1,0 +1,664 @@
+//! The status page at the admin listener's `/`, rendered by a real headless Chromium driven
+//! over the WebDriver protocol: connections in every state, the badge and tooltip of each,
+//! a state change picked up by polling, a reset through the page (bearer token asked for),
+//! and the stale banner once the admin listener is gone.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (installed by `.ci/run`); without them the
+//! test fails and says so rather than silently passing.
+
+mod support;
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::Full;
+use serde_json::{Value, json};
+use support::upstream::{Upstream, full};
+use support::{DEADLINE, HttpClient, Warden, eventually, get, http_client, send};
+
+const ADMIN_TOKEN: &str = "page-admin-token";
+
+fn chromium() -> PathBuf {
+    std::env::var_os("WARDEN_TEST_CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), Into::into)
+}
+
+fn chromedriver() -> PathBuf {
+    std::env::var_os("WARDEN_TEST_CHROMEDRIVER")
+        .map_or_else(|| "/usr/bin/chromedriver".into(), Into::into)
+}
+
+/// A chromedriver process and the browser session it drives. Dropping it ends both: the
+/// driver runs in its own process group, and the whole group (driver, browser and the
+/// browser's helpers) is killed, pass or fail.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    client: HttpClient,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Fails (never skips) when the browser is missing: CI installs it, and a test that
+    /// quietly passes without one would prove nothing.
+    fn require() {
+        for (what, path) in [("chromium", chromium()), ("chromedriver", chromedriver())] {
+            assert!(
+                path.exists(),
+                "{what} not found at {}: this test needs a real browser. Install it with \
+                 `apt-get update && apt-get install -y chromium chromium-driver` (.ci/run does), \
+                 or point WARDEN_TEST_CHROMIUM / WARDEN_TEST_CHROMEDRIVER at one.",
+                path.display()
+            );
+        }
+    }
+
+    async fn start() -> Browser {
+        Self::require();
+        let mut driver = {
+            use std::os::unix::process::CommandExt as _;
+            Command::new(chromedriver())
+                .args(["--port=0", "--log-level=WARNING"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("spawn chromedriver")
+        };
+        let stdout = driver.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keeps draining after the port line so the driver never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let port = line
+                    .split("started successfully on port ")
+                    .nth(1)
+                    .and_then(|rest| rest.trim_end_matches('.').trim().parse::<u16>().ok());
+                if let Some(port) = port {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut browser = Browser {
+            driver,
+            base: String::new(),
+            session: String::new(),
+            client: http_client(),
+            _profile: profile,
+        };
+        let port = rx
+            .recv_timeout(DEADLINE)
+            .expect("chromedriver did not report its port");
+        browser.base = format!("http://127.0.0.1:{port}");
+
+        let args = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,720",
+            &format!("--user-data-dir={}", browser._profile.path().display()),
+        ];
+        let session = browser
+            .command(
+                http::Method::POST,
+                "/session",
+                json!({ "capabilities": { "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": { "binary": chromium(), "args": args },
+                }}}),
+            )
+            .await;
+        browser.session = session["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {session}"))
+            .to_owned();
+        browser
+    }
+
+    /// One WebDriver command; the answer's `value`. A WebDriver error fails the test.
+    async fn command(&self, method: http::Method, path: &str, body: Value) -> Value {
+        let url = if path == "/session" {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/session/{}{path}", self.base, self.session)
+        };
+        let body = if method == http::Method::GET {
+            Bytes::new()
+        } else {
+            Bytes::from(body.to_string())
+        };
+        let req = http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .expect("request");
+        let answer = send(&self.client, req).await;
+        let value = answer.json()["value"].clone();
+        assert!(
+            answer.status.is_success(),
+            "WebDriver {url}: {} {value}",
+            answer.status
+        );
+        value
+    }
+
+    async fn goto(&self, url: &str) {
+        self.command(http::Method::POST, "/url", json!({ "url": url }))
+            .await;
+    }
+
+    /// Runs `script` (a function body) in the page and returns what it returns.
+    async fn eval(&self, script: &str) -> Value {
+        self.command(
+            http::Method::POST,
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
+        .await
+    }
+
+    /// The element matching `css`, as a WebDriver element id.
+    async fn find(&self, css: &str) -> String {
+        let found = self
+            .command(
+                http::Method::POST,
+                "/element",
+                json!({ "using": "css selector", "value": css }),
+            )
+            .await;
+        found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element id for {css}: {found}"))
+            .to_owned()
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.find(css).await;
+        self.command(
+            http::Method::POST,
+            &format!("/element/{id}/click"),
+            json!({}),
+        )
+        .await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.command(
+            http::Method::POST,
+            &format!("/element/{id}/value"),
+            json!({ "text": text }),
+        )
+        .await;
+    }
+
+    /// A PNG of the whole page, cropped to its content (the `<html>` element).
+    async fn screenshot(&self) -> Vec<u8> {
+        let page = self.find("html").await;
+        let b64 = self
+            .command(
+                http::Method::GET,
+                &format!("/element/{page}/screenshot"),
+                Value::Null,
+            )
+            .await;
+        decode_base64(b64.as_str().expect("base64 string"))
+    }
+
+    /// Polls `script` until `done` accepts its value; the last value on timeout, in the
+    /// failure message.
+    async fn wait_until(&self, what: &str, script: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let value = self.eval(script).await;
+            if done(&value) {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; the page shows: {value:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // First ask the driver to close the browser, so it exits and reaps its own
+        // processes; a plain blocking exchange, as nothing can be awaited here.
+        if let Some(addr) = self.base.strip_prefix("http://")
+            && let Ok(addr) = addr.parse::<SocketAddr>()
+            && !self.session.is_empty()
+            && let Ok(mut stream) =
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+        {
+            use std::io::{Read as _, Write as _};
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = write!(
+                stream,
+                "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            // The answer comes once the browser has quit; its first bytes are enough.
+            let _ = stream.read(&mut [0u8; 256]);
+        }
+        // The negative pid names the process group: the driver and every browser process.
+        let _ = Command::new("sh")
+            .args([
+                "-c",
+                &format!("kill -KILL -{} 2>/dev/null", self.driver.id()),
+            ])
+            .status();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// The table as the page rendered it: per row, the cells' text, the badge's text and
+/// tooltip, the circuits by role; plus the banner and the token form (if displayed), the
+/// summary and whether the page's stylesheet applied (a CSP refusal would leave the badge unstyled).
+const SNAPSHOT: &str = r##"
+const shown = (id) => getComputedStyle(document.getElementById(id)).display !== "none";
+const rows = [...document.querySelectorAll("#rows tr")].map((tr) => {
+  const badge = tr.querySelector(".badge");
+  const circuits = {};
+  for (const c of tr.querySelectorAll("[data-role]")) circuits[c.dataset.role] = c.textContent;
+  return {
+    name: tr.querySelector("th[scope=row]").textContent,
+    badge: badge ? badge.textContent : "",
+    advice: tr.querySelector(".advice") ? tr.querySelector(".advice").textContent : "",
+    title: badge ? badge.title : "",
+    cells: [...tr.children].map((c) => c.textContent),
+    circuits,
+    button: tr.querySelector("button").getAttribute("aria-label"),
+  };
+});
+const badge = document.querySelector(".badge");
+return {
+  rows,
+  summary: document.getElementById("summary").textContent,
+  stale: shown("stale") ? document.getElementById("stale").textContent : null,
+  authShown: shown("auth"),
+  styled: badge ? getComputedStyle(badge).display === "inline-block" : null,
+  live: document.getElementById("status").getAttribute("aria-live"),
+  headers: [...document.querySelectorAll("thead th")].map((th) => th.getAttribute("scope")),
+};
+"##;
+
+fn row<'a>(snapshot: &'a Value, name: &str) -> &'a Value {
+    snapshot["rows"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == name))
+        .unwrap_or_else(|| panic!("no row {name}: {snapshot:#}"))
+}
+
+/// An upstream answering a scripted list of (status, body), then `fallback`.
+async fn scripted(script: Vec<(u16, &'static str)>, fallback: (u16, &'static str)) -> Upstream {
+    let script = Arc::new(Mutex::new(VecDeque::from(script)));
+    Upstream::start(move |_req| {
+        let (status, body) = script
+            .lock()
+            .expect("script")
+            .pop_front()
+            .unwrap_or(fallback);
+        async move {
+            Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(full(body))
+                .expect("response")
+        }
+    })
+    .await
+}
+
+/// 200 until `down` is set, 503 after.
+async fn switchable(down: Arc<AtomicBool>) -> Upstream {
+    Upstream::start(move |_req| {
+        let status = if down.load(Ordering::SeqCst) {
+            503
+        } else {
+            200
+        };
+        async move {
+            Response::builder()
+                .status(status)
+                .body(full("{}"))
+                .expect("response")
+        }
+    })
+    .await
+}
+
+async fn token(client: &HttpClient, addr: SocketAddr) -> u16 {
+    let req = http::Request::post(format!("http://{addr}/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from_static(
+            b"grant_type=refresh_token&refresh_token=rt",
+        )))
+        .expect("request");
+    send(client, req).await.status.as_u16()
+}
+
+fn output_dir() -> PathBuf {
+    // target/<profile>/deps/status_page-<hash> → target/test-output
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "deps"))
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .map_or_else(std::env::temp_dir, Path::to_path_buf)
+        .join("test-output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_every_state_in_a_real_browser() {
+    Browser::require();
+    let client = http_client();
+    // crm: the IdP rejects the client → needs_reauth.
+    let crm_idp = scripted(
+        vec![(400, r#"{"error":"invalid_client"}"#)],
+        (200, r#"{"access_token":"at"}"#),
+    )
+    .await;
+    // search: the MCP server is down → circuit open (and stays so: probes are an hour out).
+    let search_mcp = scripted(vec![], (503, "{}")).await;
+    // billing: one 503 from the token endpoint → degraded, refresh failing.
+    let billing_idp = scripted(
+        vec![(503, r#"{"error":"temporarily_unavailable"}"#)],
+        (200, r#"{"access_token":"at"}"#),
+    )
+    .await;
+    // docs: healthy until the test takes its MCP server down.
+    let docs_down = Arc::new(AtomicBool::new(false));
+    let docs_mcp = switchable(Arc::clone(&docs_down)).await;
+    let ok = scripted(vec![], (200, r#"{"access_token":"at"}"#)).await;
+    // ledger: one 503 from the token endpoint opens the oauth circuit, the prober's next
+    // 200 closes it; still degraded, but the newest event is circuit bookkeeping, so the
+    // page has to read the events to tell a failing refresh.
+    let ledger_idp = scripted(vec![(503, "{}")], (200, "{}")).await;
+
+    let token_file = tempfile::NamedTempFile::new().expect("token file");
+    std::fs::write(token_file.path(), ADMIN_TOKEN).expect("write token");
+    let route = |role: &str, upstream: &str, extra: &str| {
+        format!("    {role}:\n      listen: 127.0.0.1:0\n      upstream: {upstream}\n{extra}")
+    };
+    let oauth = |upstream: &str| route("oauth", upstream, "      token_path: /token\n");
+    let down_circuit =
+        "      circuit: { consecutive_failures: 1, probe: { interval: 1h, max_interval: 1h } }\n";
+    let yaml = format!(
+        "version: 1
+admin: {{ listen: 127.0.0.1:0, token_file: {token} }}
+defaults: {{ retry: {{ max_attempts: 1 }} }}
+connections:
+  - name: crm
+{crm_mcp}{crm_oauth}  - name: search
+{search_mcp}{search_oauth}  - name: billing
+{billing_mcp}{billing_oauth}  - name: docs
+{docs_mcp}{docs_oauth}  - name: metrics-api
+{api}  - name: ledger
+{ledger_oauth}",
+        token = token_file.path().display(),
+        crm_mcp = route("mcp", &ok.url(), ""),
+        crm_oauth = oauth(&crm_idp.url()),
+        search_mcp = route("mcp", &search_mcp.url(), down_circuit),
+        search_oauth = oauth(&ok.url()),
+        billing_mcp = route("mcp", &ok.url(), ""),
+        billing_oauth = oauth(&billing_idp.url()),
+        docs_mcp = route("mcp", &docs_mcp.url(), ""),
+        docs_oauth = oauth(&ok.url()),
+        api = route("api", &ok.url(), ""),
+        ledger_oauth = route(
+            "oauth",
+            &ledger_idp.url(),
+            "      token_path: /token\n      circuit: { consecutive_failures: 1, probe: { interval: 50ms, max_interval: 50ms } }\n"
+        ),
+    );
+    let mut warden = Some(Warden::start(&yaml));
+    let w = warden.as_ref().expect("running");
+
+    assert_eq!(token(&client, w.route("crm", "oauth")).await, 400);
+    let search = format!("http://{}/mcp", w.route("search", "mcp"));
+    assert_eq!(get(&client, &search).await.status, 503);
+    assert_eq!(token(&client, w.route("billing", "oauth")).await, 503);
+    assert_eq!(token(&client, w.route("docs", "oauth")).await, 200);
+    let docs = format!("http://{}/mcp", w.route("docs", "mcp"));
+    assert_eq!(get(&client, &docs).await.status, 200);
+    let api = format!("http://{}/v1/things", w.route("metrics-api", "api"));
+    assert_eq!(get(&client, &api).await.status, 200);
+    assert_eq!(token(&client, w.route("ledger", "oauth")).await, 503);
+    let ledger = format!("http://{}/api/v1/connections/ledger", w.admin);
+    eventually("the ledger circuit to close again", || async {
+        let detail = get(&client, &ledger).await.json();
+        detail["state"] == "degraded" && detail["last_event"]["type"] == "circuit_closed"
+    })
+    .await;
+
+    // The page itself: self-contained, locked down, never cached.
+    let page = get(&client, &format!("http://{}/", w.admin)).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(page.headers["cache-control"], "no-store");
+    let csp = page.headers["content-security-policy"]
+        .to_str()
+        .expect("ascii");
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    assert!(csp.contains("connect-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{}/?poll=300", w.admin)).await;
+    let shown = browser
+        .wait_until("six rendered rows", SNAPSHOT, |v| {
+            v["rows"].as_array().is_some_and(|r| r.len() == 6)
+        })
+        .await;
+    assert_eq!(
+        shown["styled"], true,
+        "the stylesheet was refused: {shown:#}"
+    );
+    assert_eq!(shown["live"], "polite");
+    assert_eq!(shown["stale"], Value::Null);
+    assert_eq!(shown["headers"], json!(vec!["col"; 7]));
+    assert_eq!(
+        shown["summary"],
+        "6 connections: 1 reauth, 1 circuit open, 2 degraded"
+    );
+
+    let crm = row(&shown, "crm");
+    assert_eq!(crm["badge"], "reauth");
+    let title = crm["title"].as_str().expect("title");
+    assert!(title.contains("invalid_client"), "{title}");
+    assert!(
+        title.contains("fix the client secret first, then reconnect"),
+        "{title}"
+    );
+    // What to do is on the page too, not only in the tooltip.
+    assert_eq!(crm["advice"], title);
+    assert_eq!(crm["cells"][2], "needs_reauth");
+    assert_eq!(
+        crm["cells"][4],
+        "refresh_failed_revoked · oauth · 400 invalid_client"
+    );
+    assert!(
+        crm["cells"][5]
+            .as_str()
+            .is_some_and(|age| age.ends_with(" s ago")),
+        "{crm}"
+    );
+    assert_eq!(crm["button"], "Reset crm");
+
+    let search_row = row(&shown, "search");
+    assert_eq!(search_row["badge"], "upstream down");
+    assert!(
+        search_row["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("mcp")),
+        "{search_row}"
+    );
+    assert_eq!(
+        search_row["circuits"],
+        json!({ "mcp": "mcp open", "oauth": "oauth closed" })
+    );
+    assert_eq!(search_row["cells"][2], "circuit_open");
+
+    let billing = row(&shown, "billing");
+    assert_eq!(billing["badge"], "refresh failing");
+    assert!(
+        billing["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("temporarily_unavailable")),
+        "{billing}"
+    );
+    assert_eq!(billing["cells"][2], "degraded");
+
+    let ledger_row = row(&shown, "ledger");
+    assert_eq!(ledger_row["badge"], "refresh failing", "{ledger_row}");
+    assert_eq!(ledger_row["cells"][4], "circuit_closed · oauth · 200");
+
+    for healthy in ["docs", "metrics-api"] {
+        let r = row(&shown, healthy);
+        assert_eq!(r["badge"], "", "{r}");
+        assert_eq!(r["cells"][2], "healthy");
+    }
+    assert_eq!(
+        row(&shown, "docs")["circuits"],
+        json!({ "mcp": "mcp closed", "oauth": "oauth closed" })
+    );
+    assert_eq!(
+        row(&shown, "metrics-api")["circuits"],
+        json!({ "api": "api closed" })
+    );
+    assert_eq!(row(&shown, "metrics-api")["cells"][4], "none");
+
+    // A state change reaches the page by polling: the docs MCP server starts failing. The
+    // row is updated in place: whoever had the focus on its Reset button keeps it.
+    let focused = browser
+        .eval(r#"document.querySelector("button[aria-label='Reset docs']").focus(); return document.activeElement.getAttribute("aria-label");"#)
+        .await;
+    assert_eq!(focused, "Reset docs");
+    docs_down.store(true, Ordering::SeqCst);
+    assert_eq!(get(&client, &docs).await.status, 503);
+    let shown = browser
+        .wait_until("docs turning degraded", SNAPSHOT, |v| {
+            v["rows"]
+                .as_array()
+                .and_then(|rows| rows.iter().find(|r| r["name"] == "docs"))
+                .is_some_and(|r| r["badge"] == "degraded")
+        })
+        .await;
+    let focused = browser
+        .eval(r#"return document.activeElement.getAttribute("aria-label");"#)
+        .await;
+    assert_eq!(focused, "Reset docs", "a poll took the focus away");
+    let docs_row = row(&shown, "docs");
+    assert_eq!(
+        docs_row["cells"][4],
+        "upstream_failed_transient · mcp · 503"
+    );
+    assert!(
+        docs_row["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("upstream request")),
+        "{docs_row}"
+    );
+
+    // Every badge is on screen now: the screenshot for people to look at (no focus ring).
+    browser
+        .eval("document.activeElement.blur(); return null;")
+        .await;
+    let png = browser.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let out = output_dir();
+    std::fs::create_dir_all(&out).expect("create test-output");
+    std::fs::write(out.join("status-page.png"), &png).expect("write screenshot");
+
+    // Reset through the page: the admin wants its bearer token, the page asks for it.
+    browser.click("button[aria-label='Reset crm']").await;
+    browser
+        .wait_until("the token form", SNAPSHOT, |v| v["authShown"] == true)
+        .await;
+    browser.type_into("#token", ADMIN_TOKEN).await;
+    browser.click("#auth button[type=submit]").await;
+    let shown = browser
+        .wait_until("crm reset", SNAPSHOT, |v| {
+            v["rows"]
+                .as_array()
+                .and_then(|rows| rows.iter().find(|r| r["name"] == "crm"))
+                .is_some_and(|r| r["cells"][2] == "healthy")
+        })
+        .await;
+    assert_eq!(row(&shown, "crm")["badge"], "");
+    assert_eq!(shown["authShown"], false);
+    let health = get(
+        &client,
+        &format!("http://{}/api/v1/connections/crm", w.admin),
+    )
+    .await
+    .json();
+    assert_eq!(health["needs_reauth"], false);
+    assert_eq!(health["events"][0]["type"], "reset_admin");
+    // The token stays in the page's memory, nowhere the browser would keep it.
+    let stored = browser
+        .eval("return localStorage.length + sessionStorage.length + document.cookie.length;")
+        .await;
+    assert_eq!(stored, 0);
+
+    // The admin listener goes away: the page says its data is stale, and keeps the rows.
+    drop(warden.take());
+    let shown = browser
+        .wait_until("the stale banner", SNAPSHOT, |v| v["stale"].is_string())
+        .await;
+    let stale = shown["stale"].as_str().expect("banner");
+    assert!(
+        stale.starts_with("Stale — admin unreachable since "),
+        "{stale}"
+    );
+    assert_eq!(shown["rows"].as_array().map(Vec::len), Some(6));
+}
+
+/// Standard base64 (RFC 4648 §4), as WebDriver returns screenshots.
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c:?}"),
+    };
+    let clean: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= u32::from(value(c)) << (18 - 6 * i);
+        }
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
