@@ -1,18 +1,351 @@
-//! `warden webhook`: a mutating admission webhook that injects the warden sidecar.
+//! `warden webhook`: a mutating admission webhook that injects the warden sidecar into Pods
+//! as they are created, the way Linkerd and Istio inject theirs.
+//!
+//! HTTPS only (the API server insists), HTTP/1.1 and HTTP/2. The certificate files are
+//! re-read when they change, so a rotation by cert-manager needs no restart. On SIGTERM
+//! `/readyz` turns 503 first and the listener stays open for `--drain-delay`, so the API
+//! server's calls that were already routed here are still answered while the endpoint is
+//! being removed.
 
-use std::path::PathBuf;
+mod admission;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use self::admission::{Reply, Scope};
+use super::inject::sidecar::SidecarArgs;
+
+/// The API server sends at most a few MiB per object; anything larger is not a review.
+const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// A client that has not finished its TLS handshake by then is not the API server.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a handshake may look at the certificate files' modification times.
+const RELOAD_CHECK: Duration = Duration::from_secs(10);
+/// Connections still open this long after the listener closed are cut.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Args)]
 pub struct WebhookArgs {
+    /// PEM certificate chain for the webhook Service's DNS name.
     #[arg(long)]
     pub tls_cert: PathBuf,
+
+    /// PEM private key of that certificate.
     #[arg(long)]
     pub tls_key: PathBuf,
+
+    /// Address to serve HTTPS on.
     #[arg(long, default_value = "0.0.0.0:8443")]
-    pub listen: std::net::SocketAddr,
+    pub listen: SocketAddr,
+
+    /// After SIGTERM, keep answering this long (with /readyz at 503) before closing the
+    /// listener, while the Service stops routing here.
+    #[arg(long, default_value = "5s", value_parser = warden_config::parse_duration)]
+    pub drain_delay: Duration,
+
+    #[command(flatten)]
+    pub sidecar: SidecarArgs,
 }
 
-pub fn webhook(_args: WebhookArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("warden webhook is not available in this build yet")
+pub fn webhook(args: WebhookArgs) -> anyhow::Result<ExitCode> {
+    args.sidecar.validate()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(serve(args))
+}
+
+struct State {
+    sidecar: SidecarArgs,
+    draining: AtomicBool,
+}
+
+async fn serve(args: WebhookArgs) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = CertFiles::load(&args.tls_cert, &args.tls_key, Arc::clone(&provider))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(certs));
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("--listen: cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr().context("listener address")?;
+    let state = Arc::new(State {
+        sidecar: args.sidecar,
+        draining: AtomicBool::new(false),
+    });
+    tracing::info!(%addr, image = %state.sidecar.image, "webhook listening");
+
+    let http = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let signal = async {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    };
+    tokio::pin!(signal);
+    let mut drain_until: Option<tokio::time::Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            signal = &mut signal, if drain_until.is_none() => {
+                tracing::info!(signal, delay = ?args.drain_delay, "draining");
+                state.draining.store(true, Ordering::Relaxed);
+                drain_until = Some(tokio::time::Instant::now() + args.drain_delay);
+                continue;
+            }
+            () = sleep_until(drain_until) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(err) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let http = http.clone();
+        let state = Arc::clone(&state);
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let service = service_fn(move |req| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(route(req, &state).await) }
+            });
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            if let Err(err) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(CLOSE_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {CLOSE_TIMEOUT:?}; closing them");
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sleeps until `deadline`; forever when there is none.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") if state.draining.load(Ordering::Relaxed) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+        }
+        (&Method::GET, "/readyz") => text(StatusCode::OK, "ready\n"),
+        (&Method::POST, "/mutate") => mutate(req, state, Scope::Pod).await,
+        (&Method::POST, "/mutate/namespace") => mutate(req, state, Scope::Namespace).await,
+        (_, "/mutate" | "/mutate/namespace") => {
+            let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "POST an AdmissionReview\n");
+            resp.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            resp
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+async fn mutate(req: Request<Incoming>, state: &State, scope: Scope) -> Response<Full<Bytes>> {
+    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            return json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &serde_json::json!({"error": format!("the body is larger than {MAX_BODY_BYTES} bytes")}),
+            );
+        }
+        Err(err) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"error": format!("reading the body: {err}")}),
+            );
+        }
+    };
+    match admission::review(&body, &state.sidecar, scope) {
+        Reply::Review { review, summary } => {
+            tracing::info!(?scope, "{summary}");
+            json(StatusCode::OK, &review)
+        }
+        Reply::BadRequest(message) => {
+            tracing::warn!("rejected a request: {message}");
+            json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({ "error": message }),
+            )
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The serving certificate, re-read when either file's modification time changes (a
+/// Secret volume swaps both at once). A new pair that fails to load is logged and the old
+/// one kept: a bad rotation must not take the webhook down.
+#[derive(Debug)]
+struct CertFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: Mutex<Current>,
+}
+
+#[derive(Debug)]
+struct Current {
+    key: Arc<CertifiedKey>,
+    stamp: [Option<SystemTime>; 2],
+    checked: Instant,
+}
+
+impl CertFiles {
+    fn load(cert: &Path, key: &Path, provider: Arc<CryptoProvider>) -> anyhow::Result<CertFiles> {
+        let stamp = stamp(cert, key);
+        let loaded = certified_key(cert, key, &provider)?;
+        Ok(CertFiles {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            provider,
+            current: Mutex::new(Current {
+                key: loaded,
+                stamp,
+                checked: Instant::now(),
+            }),
+        })
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        // A poisoned lock only means a panic elsewhere mid-swap; the key inside is whole.
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.checked.elapsed() >= RELOAD_CHECK {
+            current.checked = Instant::now();
+            let stamp = stamp(&self.cert, &self.key);
+            if stamp != current.stamp {
+                match certified_key(&self.cert, &self.key, &self.provider) {
+                    Ok(key) => {
+                        current.key = key;
+                        current.stamp = stamp;
+                        tracing::info!("certificate reloaded");
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %format!("{err:#}"), "certificate files changed but cannot be loaded; keeping the old certificate");
+                    }
+                }
+            }
+        }
+        Arc::clone(&current.key)
+    }
+}
+
+impl ResolvesServerCert for CertFiles {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+fn stamp(cert: &Path, key: &Path) -> [Option<SystemTime>; 2] {
+    [cert, key].map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+}
+
+fn certified_key(
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+) -> anyhow::Result<Arc<CertifiedKey>> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("--tls-cert: reading {}", cert.display()))?;
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "--tls-cert: {} holds no certificate",
+        cert.display()
+    );
+    let private = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("--tls-key: reading {}", key.display()))?;
+    let certified = CertifiedKey::from_der(chain, private, provider).with_context(|| {
+        format!(
+            "--tls-key: {} does not fit the certificate in {}",
+            key.display(),
+            cert.display()
+        )
+    })?;
+    Ok(Arc::new(certified))
 }
