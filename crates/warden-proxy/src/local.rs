@@ -73,23 +73,32 @@ impl LocalError {
                 self.code()
             ),
         };
-        let mut resp = Response::new(ResponseBody::local(body));
-        *resp.status_mut() = self.status();
-        let headers = resp.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            X_WARDEN_ERROR.clone(),
-            HeaderValue::from_static(self.code()),
-        );
+        let mut resp = json_answer(self.status(), body, &X_WARDEN_ERROR, self.code());
         if self == LocalError::Connect {
-            headers.insert(
+            resp.headers_mut().insert(
                 header::ALLOW,
                 HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
             );
         }
         resp
     }
+}
+
+/// A small JSON answer of warden's own, marked by `marker: value` so clients and logs can
+/// tell it from the upstream's.
+pub(crate) fn json_answer(
+    status: StatusCode,
+    body: String,
+    marker: &HeaderName,
+    value: &'static str,
+) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::local(body));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(marker.clone(), HeaderValue::from_static(value));
+    resp
 }

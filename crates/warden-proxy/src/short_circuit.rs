@@ -61,16 +61,5 @@ pub fn circuit_open(connection: &str, role: Role, retry_after: Duration) -> Resp
 }
 
 fn json(status: StatusCode, body: String, reason: &'static str) -> Response<ResponseBody> {
-    let mut resp = Response::new(ResponseBody::local(body));
-    *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        X_WARDEN_SHORT_CIRCUIT.clone(),
-        HeaderValue::from_static(reason),
-    );
-    resp
+    crate::local::json_answer(status, body, &X_WARDEN_SHORT_CIRCUIT, reason)
 }
