@@ -65,7 +65,7 @@ impl serde::Serialize for CircuitMap {
 }
 
 /// A row of `GET /api/v1/connections/health`:
-/// `{"name","state","has_oauth","needs_reauth","token_acquired","idp_error_code","circuit","last_event"}`.
+/// `{"name","state","has_oauth","needs_reauth","token_acquired","idp_error_code","circuit","last_event","degraded_by"}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HealthRow {
     pub name: String,
@@ -79,11 +79,22 @@ pub struct HealthRow {
     pub idp_error_code: Option<String>,
     pub circuit: CircuitMap,
     pub last_event: Option<HealthEvent>,
-    /// For the status page's badge (`refresh failing` vs `degraded`); not in the JSON,
-    /// whose fields SPEC §6 fixes. `Some` exactly when the newest request outcome was a
-    /// transient failure.
-    #[serde(skip)]
+    /// When the newest request outcome was a transient failure, which kind of request it
+    /// was (`token_response` or `upstream`), else null: the status page's `refresh
+    /// failing` vs `degraded` badge. An addition to SPEC §6's fields; the events alone cannot always tell, since
+    /// upstream failures are recorded on change only.
+    #[serde(serialize_with = "outcome_source")]
     pub degraded_by: Option<OutcomeSource>,
+}
+
+fn outcome_source<S: serde::Serializer>(
+    source: &Option<OutcomeSource>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match source {
+        Some(source) => serializer.serialize_str(source.as_str()),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// `GET /api/v1/connections/{name}`: the row plus `"events"`, newest first.

@@ -50,7 +50,7 @@ impl serde::Serialize for State {
 ///
 /// The status page shows a degraded connection as `refresh failing` when the newest
 /// failure was a token response and `degraded` when it was an upstream request (SPEC §6);
-/// the row's JSON does not carry this, so it is kept beside the state.
+/// the row's JSON carries it as `degraded_by`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OutcomeSource {
     /// A token response on the oauth route.

@@ -25,7 +25,7 @@ fn sorted<const N: usize>(mut names: [&'static str; N]) -> Vec<&'static str> {
     names.to_vec()
 }
 
-const ROW_FIELDS: [&str; 8] = [
+const ROW_FIELDS: [&str; 9] = [
     "name",
     "state",
     "has_oauth",
@@ -34,6 +34,7 @@ const ROW_FIELDS: [&str; 8] = [
     "idp_error_code",
     "circuit",
     "last_event",
+    "degraded_by",
 ];
 
 const EVENT_FIELDS: [&str; 7] = [
@@ -147,6 +148,7 @@ fn a_row_has_exactly_the_spec_fields() {
                 "verdict": "transient",
                 "error_kind": "connect",
             },
+            "degraded_by": "token_response",
         })
     );
     // The circuit map is in route order, as text too.
@@ -171,6 +173,7 @@ fn a_fresh_row() {
             "idp_error_code": null,
             "circuit": {"api": "closed"},
             "last_event": null,
+            "degraded_by": null,
         })
     );
 }
@@ -208,7 +211,12 @@ fn the_detail_is_the_row_plus_events_newest_first() {
     let mut want: Vec<&str> = ROW_FIELDS.to_vec();
     want.push("events");
     want.sort_unstable();
-    assert_eq!(keys(&detail), want, "no degraded_by or other extras");
+    assert_eq!(
+        keys(&detail),
+        want,
+        "the row's fields and events, nothing else"
+    );
+    assert_eq!(detail["degraded_by"], "upstream");
     let types: Vec<_> = detail["events"]
         .as_array()
         .unwrap()
