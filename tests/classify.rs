@@ -371,7 +371,7 @@ async fn jsonrpc_errors_in_sse_and_json_bodies_are_counted_and_passed_unchanged(
             Response::builder()
                 .header("content-type", "text/event-stream")
                 .body(http_body_util::BodyExt::boxed(
-                    http_body_util::StreamBody::new(RxStream(rx)),
+                    http_body_util::StreamBody::new(support::upstream::RxStream(rx)),
                 ))
                 .expect("response")
         } else {
@@ -417,18 +417,6 @@ async fn jsonrpc_errors_in_sse_and_json_bodies_are_counted_and_passed_unchanged(
         ),
         Some(2.0)
     );
-}
-
-struct RxStream<T>(tokio::sync::mpsc::Receiver<T>);
-
-impl<T> futures_core::Stream for RxStream<T> {
-    type Item = T;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<T>> {
-        self.0.poll_recv(cx)
-    }
 }
 
 #[tokio::test]

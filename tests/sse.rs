@@ -41,7 +41,7 @@ async fn sse_events_arrive_one_by_one_in_lockstep() {
                     }
                 }
             });
-            let stream = RxStream(rx);
+            let stream = support::upstream::RxStream(rx);
             Response::builder()
                 .header("content-type", "text/event-stream")
                 .header("cache-control", "no-cache")
@@ -99,17 +99,4 @@ async fn sse_events_arrive_one_by_one_in_lockstep() {
         }
     }
     assert_eq!(order, (0..EVENTS).collect::<Vec<_>>());
-}
-
-/// A `Stream` over an mpsc receiver (no extra crate needed for one use).
-struct RxStream<T>(mpsc::Receiver<T>);
-
-impl<T> futures_core::Stream for RxStream<T> {
-    type Item = T;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<T>> {
-        self.0.poll_recv(cx)
-    }
 }

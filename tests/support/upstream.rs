@@ -159,3 +159,17 @@ pub async fn record(log: &Mutex<Vec<Seen>>, req: Request<Incoming>) -> Seen {
     log.lock().expect("seen lock").push(seen.clone());
     seen
 }
+
+/// A `Stream` over an mpsc receiver, for upstream bodies written piece by piece.
+pub struct RxStream<T>(pub tokio::sync::mpsc::Receiver<T>);
+
+impl<T> futures_core::Stream for RxStream<T> {
+    type Item = T;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
