@@ -3,32 +3,11 @@
 
 mod support;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-
 use bytes::Bytes;
 use http::Response;
 use http_body_util::Full;
-use support::upstream::{Upstream, full};
+use support::upstream::{Upstream, full, scripted};
 use support::{Warden, http_client, metric, one_route, scrape, send};
-
-type Script = Arc<Mutex<VecDeque<(u16, &'static str)>>>;
-
-/// A token endpoint that answers each request with the next scripted (status, body).
-async fn scripted_idp(script: Script) -> Upstream {
-    Upstream::start(move |_req| {
-        let next = script.lock().expect("script").pop_front();
-        async move {
-            let (status, body) = next.unwrap_or((500, "script exhausted"));
-            Response::builder()
-                .status(status)
-                .header("content-type", "application/json")
-                .body(full(body))
-                .expect("response")
-        }
-    })
-    .await
-}
 
 /// These tests are about how one answer is classified: one attempt per request.
 fn no_retries(yaml: String) -> String {
@@ -131,8 +110,11 @@ async fn token_endpoint_answers_are_classified_per_spec_table() {
             "",
         ),
     ];
-    let script: Script = Arc::new(Mutex::new(cases.iter().map(|c| (c.0, c.1)).collect()));
-    let idp = scripted_idp(Arc::clone(&script)).await;
+    let (idp, _) = scripted(
+        cases.iter().map(|c| (c.0, c.1)).collect(),
+        (500, "script exhausted"),
+    )
+    .await;
     let warden = Warden::start(&no_retries(one_route("oauth", &idp.url(), "")));
     let addr = warden.route("t", "oauth");
 
@@ -245,8 +227,8 @@ async fn unreachable_token_endpoint_is_a_transient_refresh_failure() {
 
 #[tokio::test]
 async fn mcp_answers_are_classified_per_spec_table() {
-    let script: Script = Arc::new(Mutex::new(
-        [
+    let (up, _) = scripted(
+        vec![
             (200, "{}"),
             (401, ""),
             (403, ""),
@@ -256,11 +238,10 @@ async fn mcp_answers_are_classified_per_spec_table() {
             (500, ""),
             (511, ""),
             (422, ""),
-        ]
-        .into_iter()
-        .collect(),
-    ));
-    let up = scripted_idp(script).await;
+        ],
+        (500, "script exhausted"),
+    )
+    .await;
     let warden = Warden::start(&no_retries(one_route("mcp", &up.url(), "")));
     let addr = warden.route("t", "mcp");
     let client = http_client();
@@ -298,15 +279,14 @@ async fn mcp_answers_are_classified_per_spec_table() {
 
 #[tokio::test]
 async fn policy_rules_from_proxy_yaml_override_the_builtin_table() {
-    let script: Script = Arc::new(Mutex::new(
-        [
+    let (idp, _) = scripted(
+        vec![
             (400, r#"{"error":"invalid_scope"}"#),
             (400, r#"{"error":"invalid_request"}"#),
-        ]
-        .into_iter()
-        .collect(),
-    ));
-    let idp = scripted_idp(script).await;
+        ],
+        (500, "script exhausted"),
+    )
+    .await;
     let yaml = format!(
         "{}policy:
   rules:

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -54,26 +53,7 @@ async fn api(admin: std::net::SocketAddr, path: &str) -> Value {
 
 /// A scripted IdP that counts the token requests that reach it.
 async fn idp(script: Vec<(u16, &'static str)>) -> (Upstream, Arc<AtomicUsize>) {
-    let script = Arc::new(Mutex::new(VecDeque::from(script)));
-    let hits = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&hits);
-    let up = Upstream::start(move |_req| {
-        seen.fetch_add(1, Ordering::SeqCst);
-        let (status, body) = script
-            .lock()
-            .expect("script")
-            .pop_front()
-            .unwrap_or((500, "{}"));
-        async move {
-            Response::builder()
-                .status(status)
-                .header("content-type", "application/json")
-                .body(full(body))
-                .expect("response")
-        }
-    })
-    .await;
-    (up, hits)
+    support::upstream::scripted(script, (500, "{}")).await
 }
 
 #[tokio::test]

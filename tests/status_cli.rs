@@ -4,10 +4,9 @@
 
 mod support;
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::Response;
@@ -63,25 +62,14 @@ async fn token(addr: SocketAddr) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_table_and_exit_code_follow_each_state() {
-    let script = Arc::new(Mutex::new(VecDeque::from([
-        (200, r#"{"access_token":"at"}"#),
-        (503, r#"{"error":"temporarily_unavailable"}"#),
-        (400, r#"{"error":"invalid_client"}"#),
-    ])));
-    let idp = Upstream::start(move |_req| {
-        let (status, body) = script
-            .lock()
-            .expect("script")
-            .pop_front()
-            .unwrap_or((200, "{}"));
-        async move {
-            Response::builder()
-                .status(status)
-                .header("content-type", "application/json")
-                .body(full(body))
-                .expect("response")
-        }
-    })
+    let (idp, _) = support::upstream::scripted(
+        vec![
+            (200, r#"{"access_token":"at"}"#),
+            (503, r#"{"error":"temporarily_unavailable"}"#),
+            (400, r#"{"error":"invalid_client"}"#),
+        ],
+        (200, "{}"),
+    )
     .await;
     let down = Arc::new(AtomicBool::new(false));
     let d = Arc::clone(&down);

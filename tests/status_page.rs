@@ -8,13 +8,12 @@
 
 mod support;
 
-use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -315,22 +314,7 @@ fn row<'a>(snapshot: &'a Value, name: &str) -> &'a Value {
 
 /// An upstream answering a scripted list of (status, body), then `fallback`.
 async fn scripted(script: Vec<(u16, &'static str)>, fallback: (u16, &'static str)) -> Upstream {
-    let script = Arc::new(Mutex::new(VecDeque::from(script)));
-    Upstream::start(move |_req| {
-        let (status, body) = script
-            .lock()
-            .expect("script")
-            .pop_front()
-            .unwrap_or(fallback);
-        async move {
-            Response::builder()
-                .status(status)
-                .header("content-type", "application/json")
-                .body(full(body))
-                .expect("response")
-        }
-    })
-    .await
+    support::upstream::scripted(script, fallback).await.0
 }
 
 /// 200 until `down` is set, 503 after.

@@ -173,3 +173,31 @@ impl<T> futures_core::Stream for RxStream<T> {
         self.0.poll_recv(cx)
     }
 }
+
+/// An upstream answering a scripted list of (status, JSON body) in order, then `fallback`
+/// for ever; the counter says how many requests reached it.
+pub async fn scripted(
+    script: Vec<(u16, &'static str)>,
+    fallback: (u16, &'static str),
+) -> (Upstream, Arc<std::sync::atomic::AtomicUsize>) {
+    let script = Arc::new(Mutex::new(std::collections::VecDeque::from(script)));
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = Arc::clone(&hits);
+    let up = Upstream::start(move |_req| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (status, body) = script
+            .lock()
+            .expect("script")
+            .pop_front()
+            .unwrap_or(fallback);
+        async move {
+            Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(full(body))
+                .expect("response")
+        }
+    })
+    .await;
+    (up, hits)
+}
