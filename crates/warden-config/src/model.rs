@@ -228,6 +228,8 @@ pub struct When {
     pub grant_type: Option<Vec<String>>,
     /// Inclusive ranges of JSON-RPC error codes.
     pub jsonrpc_error: Option<Vec<(i64, i64)>>,
+    /// `Some(true)`: a `tools/call` result with `isError: true`.
+    pub mcp_tool_error: Option<bool>,
     pub error_kind: Option<Vec<ErrorKind>>,
     /// Response header name (lower case) and value regex (already checked to compile).
     pub header: Vec<(String, String)>,

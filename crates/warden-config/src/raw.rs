@@ -280,6 +280,9 @@ pub(crate) struct RawWhen {
     /// `grant_type` of a token request, e.g. refresh_token.
     pub grant_type: Option<OneOrMany<String>>,
     pub jsonrpc_error: Option<CodeSpec>,
+    /// `true`: an MCP `tools/call` result with `isError: true` (a failing tool, which MCP
+    /// servers answer with HTTP 200). Only `true` is meaningful.
+    pub mcp_tool_error: Option<bool>,
     /// Network failure(s) below HTTP; such failures have no response, hence no status.
     pub error_kind: Option<OneOrMany<RawErrorKind>>,
     /// Response headers: `{name: value-regex}`; every entry must match.

@@ -138,6 +138,14 @@ fn when(raw: &RawWhen, path: &str, diags: &mut Diags) -> When {
         })
     });
 
+    if raw.mcp_tool_error == Some(false) {
+        diags.error(
+            at("mcp_tool_error"),
+            "only `true` is meaningful: it matches a tools/call result with isError: true",
+        );
+    }
+    let mcp_tool_error = raw.mcp_tool_error.filter(|&b| b);
+
     let error_kind: Option<Vec<ErrorKind>> = raw.error_kind.as_ref().map(|kinds| {
         non_empty(&kinds.0, &at("error_kind"), diags);
         kinds.0.iter().map(|&k| k.into()).collect()
@@ -154,6 +162,7 @@ fn when(raw: &RawWhen, path: &str, diags: &mut Diags) -> When {
         oauth_error,
         grant_type,
         jsonrpc_error,
+        mcp_tool_error,
         error_kind,
         header,
         request_header,
@@ -172,6 +181,7 @@ fn contradictions(when: &When, raw: &RawWhen, path: &str, diags: &mut Diags) {
         && raw.oauth_error.is_none()
         && raw.grant_type.is_none()
         && raw.jsonrpc_error.is_none()
+        && raw.mcp_tool_error.is_none()
         && raw.error_kind.is_none()
         && raw.header.is_none()
         && raw.request_header.is_none();
@@ -190,6 +200,10 @@ fn contradictions(when: &When, raw: &RawWhen, path: &str, diags: &mut Diags) {
         Some(Role::Api) if when.jsonrpc_error.is_some() => diags.error(
             at("jsonrpc_error"),
             "can never match with role api: JSON-RPC errors are only read on mcp routes",
+        ),
+        Some(role @ (Role::Oauth | Role::Api)) if when.mcp_tool_error.is_some() => diags.error(
+            at("mcp_tool_error"),
+            format!("can never match with role {role}: tool results are only read on mcp routes"),
         ),
         Some(role @ (Role::Mcp | Role::Api)) => {
             for (key, present) in [
@@ -230,6 +244,7 @@ fn contradictions(when: &When, raw: &RawWhen, path: &str, diags: &mut Diags) {
             ("status", when.status.is_some()),
             ("oauth_error", when.oauth_error.is_some()),
             ("jsonrpc_error", when.jsonrpc_error.is_some()),
+            ("mcp_tool_error", when.mcp_tool_error.is_some()),
             ("header", raw.header.is_some()),
         ];
         let clashing: Vec<&str> = response_only

@@ -13,7 +13,7 @@ use crate::gate::{Gate, GateRequest};
 use crate::outcome::{ProbeOutcome, TokenOutcome, UpstreamOutcome};
 use crate::role_index;
 use crate::settings::HealthSettings;
-use crate::snapshot::{CircuitMap, CircuitState, HealthDetail, HealthRow};
+use crate::snapshot::{CircuitMap, CircuitState, HealthDetail, HealthRow, RouteMap, RouteRow};
 use crate::state::{OutcomeSource, State};
 
 /// One connection's health. The proxy keeps one per connection behind a mutex and calls
@@ -29,6 +29,10 @@ pub struct ConnectionHealth {
     /// Per role: inside a failure run of non-token requests, i.e. the last upstream event
     /// recorded for the role was `upstream_failed_transient`. Drives "on change only".
     failing: [bool; 3],
+    /// Per role: the route's newest request outcome, which the `degraded` derivation reads.
+    routes: [RouteOutcome; 3],
+    /// The event that set `needs_reauth`: the row's `reason` while it is set.
+    reauth_reason: Option<HealthEvent>,
     events: EventRing,
     needs_reauth: bool,
     /// The code the short-circuit answers carry: the newest code among the terminal
@@ -40,8 +44,40 @@ pub struct ConnectionHealth {
     /// SPEC §6's `idp_error_code`, kept as state rather than searched for in the ring:
     /// the ring forgets, and bookkeeping events must never hide the code.
     idp_error_code: Option<Arc<str>>,
-    /// `Some` exactly when the newest request outcome was a transient failure.
-    degraded_by: Option<OutcomeSource>,
+}
+
+/// One route's newest request outcome, for SPEC §5's per-route `degraded`: a success on one
+/// route must never hide a failing one.
+#[derive(Debug, Clone, Default)]
+struct RouteOutcome {
+    /// The route's newest outcome (a token response on oauth, an upstream answer on
+    /// mcp/api) was a transient failure, and no circuit close has ended the run since.
+    failing: bool,
+    /// When the current failure run began.
+    since: Option<SystemTime>,
+    /// The route's newest transient failure, kept after the run ends: the row's
+    /// `last_failure`, and the `reason` while the route is failing.
+    last_failure: Option<HealthEvent>,
+    /// The `circuit_opened` event, while the route's circuit is open: the `reason` of
+    /// `circuit_open`.
+    opened_by: Option<HealthEvent>,
+}
+
+impl RouteOutcome {
+    /// A transient failure: starts or continues the run.
+    fn fail(&mut self, event: HealthEvent) {
+        if !self.failing {
+            self.failing = true;
+            self.since = Some(event.at);
+        }
+        self.last_failure = Some(event);
+    }
+
+    /// Anything that proves the route works again ends the run.
+    fn recover(&mut self) {
+        self.failing = false;
+        self.since = None;
+    }
 }
 
 impl ConnectionHealth {
@@ -51,12 +87,13 @@ impl ConnectionHealth {
             name: name.to_owned(),
             circuits: [None, None, None],
             failing: [false; 3],
+            routes: Default::default(),
+            reauth_reason: None,
             events: EventRing::new(settings.events_per_connection),
             needs_reauth: false,
             reauth_code: None,
             token_acquired: false,
             idp_error_code: None,
-            degraded_by: None,
         };
         health.set_routes(roles, settings);
         health
@@ -96,6 +133,7 @@ impl ConnectionHealth {
                         removed_open.insert(role);
                     }
                     self.failing[i] = false;
+                    self.routes[i] = RouteOutcome::default();
                 }
             }
         }
@@ -141,34 +179,41 @@ impl ConnectionHealth {
     }
 
     /// Records one classified token response (one per attempt): its event, the
-    /// `needs_reauth`/`token_acquired`/`idp_error_code` rules, `degraded`, and the oauth
-    /// route's circuit count.
+    /// `needs_reauth`/`token_acquired`/`idp_error_code` rules, the oauth route's outcome
+    /// and its circuit count.
     pub fn record_token(&mut self, outcome: TokenOutcome<'_>, at: SystemTime) -> Changes {
         self.observe(|h, changes| {
             let code = outcome.code.and_then(stored_code);
+            let kind = EventType::from(outcome.event);
+            let event = HealthEvent::new(kind, Some(Role::Oauth), at)
+                .answer(outcome.status, outcome.error_kind)
+                .verdict(outcome.verdict)
+                .code(code.clone())
+                .grant(outcome.grant_type);
+            let route = &mut h.routes[role_index(Role::Oauth)];
             match outcome.verdict {
                 // "Cleared by a 2xx token response": only `ok` proves the grant works.
                 Verdict::Ok => {
                     h.needs_reauth = false;
                     h.reauth_code = None;
+                    h.reauth_reason = None;
                     h.token_acquired |= outcome.has_access_token;
+                    route.recover();
                 }
-                Verdict::Terminal => h.set_needs_reauth(code.clone()),
-                Verdict::Transient | Verdict::Auth | Verdict::ClientError => {}
+                Verdict::Terminal => {
+                    route.recover();
+                    h.set_needs_reauth(code.clone(), event.clone());
+                }
+                Verdict::Transient => route.fail(event.clone()),
+                // The IdP answered, but a user rule called it neither good nor failing.
+                Verdict::Auth | Verdict::ClientError => {}
             }
-            let kind = EventType::from(outcome.event);
             h.idp_error_code = match kind {
-                EventType::RefreshFailedRevoked | EventType::RefreshFailedTransient => code.clone(),
+                EventType::RefreshFailedRevoked | EventType::RefreshFailedTransient => code,
                 _ => None,
             };
             let transient = outcome.verdict == Verdict::Transient;
-            h.degraded_by = transient.then_some(OutcomeSource::TokenResponse);
-            h.events.push(
-                HealthEvent::new(kind, Some(Role::Oauth), at)
-                    .answer(outcome.status, outcome.error_kind)
-                    .verdict(outcome.verdict)
-                    .code(code),
-            );
+            h.events.push(event);
             h.count_attempt(
                 Role::Oauth,
                 transient,
@@ -183,7 +228,12 @@ impl ConnectionHealth {
     /// one per attempt. Events only on change: the first transient failure of a run
     /// records `upstream_failed_transient`, the first `ok` after it `upstream_recovered`;
     /// `auth` and `client_error` neither end nor start a run. A `terminal` verdict (only
-    /// a user rule gives one here) sets `needs_reauth`; SPEC §5 names no event for it.
+    /// a user rule gives one here) sets `needs_reauth` and records
+    /// `upstream_failed_terminal`, so the state names its cause.
+    ///
+    /// A non-token request on the oauth route (discovery, JWKS) counts toward that
+    /// route's circuit and has its own failure-run events, but does not decide whether the
+    /// route is failing: SPEC §5 makes the oauth route's outcome its token responses.
     pub fn record_upstream(
         &mut self,
         role: Role,
@@ -193,28 +243,43 @@ impl ConnectionHealth {
         self.observe(|h, changes| {
             let i = role_index(role);
             let transient = outcome.verdict == Verdict::Transient;
-            h.degraded_by = transient.then_some(OutcomeSource::Upstream);
-            let event = match outcome.verdict {
-                Verdict::Transient if !h.failing[i] => {
-                    h.failing[i] = true;
-                    Some(EventType::UpstreamFailedTransient)
+            let decides_route = role != Role::Oauth;
+            let event = |kind| {
+                HealthEvent::new(kind, Some(role), at)
+                    .answer(outcome.status, outcome.error_kind)
+                    .verdict(outcome.verdict)
+            };
+            match outcome.verdict {
+                Verdict::Transient => {
+                    if decides_route {
+                        h.routes[i].fail(event(EventType::UpstreamFailedTransient));
+                    }
+                    if !h.failing[i] {
+                        h.failing[i] = true;
+                        h.events.push(event(EventType::UpstreamFailedTransient));
+                    }
                 }
-                Verdict::Ok if h.failing[i] => {
-                    h.failing[i] = false;
-                    Some(EventType::UpstreamRecovered)
+                Verdict::Ok => {
+                    if decides_route {
+                        h.routes[i].recover();
+                    }
+                    if h.failing[i] {
+                        h.failing[i] = false;
+                        h.events.push(event(EventType::UpstreamRecovered));
+                    }
                 }
                 Verdict::Terminal => {
-                    h.set_needs_reauth(None);
-                    None
+                    if decides_route {
+                        h.routes[i].recover();
+                    }
+                    h.failing[i] = false;
+                    let terminal = event(EventType::UpstreamFailedTerminal);
+                    if !h.needs_reauth {
+                        h.events.push(terminal.clone());
+                    }
+                    h.set_needs_reauth(None, terminal);
                 }
-                _ => None,
-            };
-            if let Some(kind) = event {
-                h.events.push(
-                    HealthEvent::new(kind, Some(role), at)
-                        .answer(outcome.status, outcome.error_kind)
-                        .verdict(outcome.verdict),
-                );
+                Verdict::Auth | Verdict::ClientError => {}
             }
             h.count_attempt(
                 role,
@@ -240,6 +305,10 @@ impl ConnectionHealth {
             let kind = if probe.is_ok() {
                 circuit.close();
                 changes.circuits_closed.insert(role);
+                let i = role_index(role);
+                h.routes[i].recover();
+                h.routes[i].opened_by = None;
+                h.failing[i] = false;
                 EventType::CircuitClosed
             } else {
                 circuit.set_next_probe(probe.next_probe);
@@ -260,19 +329,25 @@ impl ConnectionHealth {
     }
 
     /// `POST .../reset`: clears `needs_reauth`, `token_acquired` and the IdP code, closes
-    /// every circuit (restarting its count) and records `reset_admin`. `degraded` stays
-    /// as it was: it describes the newest request outcome, which a reset does not change.
+    /// every circuit (restarting its count) and records `reset_admin`. A circuit the reset
+    /// closed ends its route's failure run, as a probe's close does; a route that was only
+    /// failing (its circuit still closed) stays failing: its newest outcome is unchanged.
     pub fn reset(&mut self, at: SystemTime) -> Changes {
         self.observe(|h, changes| {
             h.needs_reauth = false;
             h.reauth_code = None;
             h.token_acquired = false;
             h.idp_error_code = None;
+            h.reauth_reason = None;
             for role in Role::ALL {
-                if let Some(circuit) = &mut h.circuits[role_index(role)] {
-                    if circuit.close() {
-                        changes.circuits_closed.insert(role);
-                    }
+                let i = role_index(role);
+                if let Some(circuit) = &mut h.circuits[i]
+                    && circuit.close()
+                {
+                    changes.circuits_closed.insert(role);
+                    h.routes[i].recover();
+                    h.routes[i].opened_by = None;
+                    h.failing[i] = false;
                 }
             }
             h.events
@@ -286,7 +361,7 @@ impl ConnectionHealth {
             State::NeedsReauth
         } else if !self.open_circuits().is_empty() {
             State::CircuitOpen
-        } else if self.degraded_by.is_some() {
+        } else if self.routes.iter().any(|r| r.failing) {
             State::Degraded
         } else {
             State::Healthy
@@ -306,10 +381,43 @@ impl ConnectionHealth {
         self.idp_error_code.as_deref()
     }
 
-    /// What made the connection degraded, if the newest request outcome was a transient
-    /// failure (also while a higher-precedence state shows).
+    /// What kind of request the newest failure of a failing route was (also while a
+    /// higher-precedence state shows); `None` when no route is failing.
     pub fn degraded_by(&self) -> Option<OutcomeSource> {
-        self.degraded_by
+        self.newest_failure().map(|e| match e.role {
+            Some(Role::Oauth) => OutcomeSource::TokenResponse,
+            _ => OutcomeSource::Upstream,
+        })
+    }
+
+    /// The newest failure among the failing routes.
+    fn newest_failure(&self) -> Option<&HealthEvent> {
+        self.routes
+            .iter()
+            .filter(|r| r.failing)
+            .filter_map(|r| r.last_failure.as_ref())
+            .max_by_key(|e| e.at)
+    }
+
+    /// The event that explains the current state (SPEC §6's `reason`): the terminal
+    /// answer behind `needs_reauth`, the failure that opened the (newest) open circuit, or
+    /// the failing routes' newest failure; `None` when healthy.
+    pub fn reason(&self) -> Option<&HealthEvent> {
+        match self.state() {
+            State::NeedsReauth => self.reauth_reason.as_ref(),
+            State::CircuitOpen => self
+                .routes
+                .iter()
+                .filter_map(|r| r.opened_by.as_ref())
+                .max_by_key(|e| e.at),
+            State::Degraded => self.newest_failure(),
+            State::Healthy => None,
+        }
+    }
+
+    /// Whether `role`'s newest request outcome was a transient failure.
+    pub fn is_failing(&self, role: Role) -> bool {
+        self.routes[role_index(role)].failing
     }
 
     /// The routes whose circuit is open: what the prober should be probing.
@@ -369,9 +477,27 @@ impl ConnectionHealth {
             token_acquired: self.token_acquired,
             idp_error_code: self.idp_error_code.as_deref().map(str::to_owned),
             circuit,
+            routes: self.route_map(),
+            reason: self.reason().cloned(),
             last_event: self.events.newest().cloned(),
-            degraded_by: self.degraded_by,
+            degraded_by: self.degraded_by(),
         }
+    }
+
+    fn route_map(&self) -> RouteMap {
+        let mut map = RouteMap::default();
+        for role in self.roles().iter() {
+            let r = &self.routes[role_index(role)];
+            map.set(
+                role,
+                RouteRow {
+                    failing: r.failing,
+                    since: r.since,
+                    last_failure: r.last_failure.clone(),
+                },
+            );
+        }
+        map
     }
 
     /// The row plus every kept event, newest first.
@@ -395,13 +521,15 @@ impl ConnectionHealth {
     }
 
     /// A terminal verdict: the grant is dead until a login or a reset. Keeps an earlier
-    /// code when this answer named none, so the short-circuit still says why.
-    fn set_needs_reauth(&mut self, code: Option<Arc<str>>) {
+    /// code when this answer named none, so the short-circuit still says why; the newest
+    /// terminal answer becomes the reason.
+    fn set_needs_reauth(&mut self, code: Option<Arc<str>>, reason: HealthEvent) {
         self.needs_reauth = true;
         self.token_acquired = false;
         if code.is_some() {
             self.reauth_code = code;
         }
+        self.reauth_reason = Some(reason);
     }
 
     /// Counts an attempt on `role`'s circuit; records `circuit_opened` (naming the
@@ -420,11 +548,11 @@ impl ConnectionHealth {
         };
         if circuit.record(transient) {
             changes.circuits_opened.insert(role);
-            self.events.push(
-                HealthEvent::new(EventType::CircuitOpened, Some(role), at)
-                    .answer(status, error_kind)
-                    .verdict(Verdict::Transient),
-            );
+            let opened = HealthEvent::new(EventType::CircuitOpened, Some(role), at)
+                .answer(status, error_kind)
+                .verdict(Verdict::Transient);
+            self.routes[role_index(role)].opened_by = Some(opened.clone());
+            self.events.push(opened);
         }
     }
 }

@@ -13,6 +13,7 @@ use serde::ser::SerializeStruct;
 use warden_config::{ErrorKind, Role, Verdict};
 use warden_policy::Event;
 
+use crate::grant::GrantType;
 use crate::time::Rfc3339;
 
 /// Every event type SPEC §5 names.
@@ -23,6 +24,9 @@ pub enum EventType {
     RefreshFailedRevoked,
     RefreshFailedTransient,
     UpstreamFailedTransient,
+    /// A `terminal` verdict on an mcp/api request (only a user rule gives one, e.g. a
+    /// `jsonrpc_error` rule for an expired upstream credential): it set `needs_reauth`.
+    UpstreamFailedTerminal,
     UpstreamRecovered,
     CircuitOpened,
     ProbeFailed,
@@ -31,12 +35,13 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 11] = [
         EventType::ConnectCompleted,
         EventType::RefreshSucceeded,
         EventType::RefreshFailedRevoked,
         EventType::RefreshFailedTransient,
         EventType::UpstreamFailedTransient,
+        EventType::UpstreamFailedTerminal,
         EventType::UpstreamRecovered,
         EventType::CircuitOpened,
         EventType::ProbeFailed,
@@ -52,6 +57,7 @@ impl EventType {
             EventType::RefreshFailedRevoked => "refresh_failed_revoked",
             EventType::RefreshFailedTransient => "refresh_failed_transient",
             EventType::UpstreamFailedTransient => "upstream_failed_transient",
+            EventType::UpstreamFailedTerminal => "upstream_failed_terminal",
             EventType::UpstreamRecovered => "upstream_recovered",
             EventType::CircuitOpened => "circuit_opened",
             EventType::ProbeFailed => "probe_failed",
@@ -89,8 +95,9 @@ impl serde::Serialize for EventType {
     }
 }
 
-/// One health event: `{"at","type","role","status","idp_error_code","verdict","error_kind"}`
-/// in the admin API (SPEC §6), absent values as `null`.
+/// One health event:
+/// `{"at","type","role","status","idp_error_code","verdict","error_kind","grant_type"}` in
+/// the admin API, absent values as `null`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthEvent {
     /// Wall-clock time, shown as RFC 3339 UTC with milliseconds.
@@ -109,6 +116,9 @@ pub struct HealthEvent {
     pub verdict: Option<Verdict>,
     /// The network fault behind it, if one caused it.
     pub error_kind: Option<ErrorKind>,
+    /// Token events: the request's grant type, so a failed `client_credentials` grant is
+    /// not read as a failed refresh (the event type keeps its historical name).
+    pub grant_type: Option<GrantType>,
 }
 
 impl HealthEvent {
@@ -122,6 +132,7 @@ impl HealthEvent {
             idp_error_code: None,
             verdict: None,
             error_kind: None,
+            grant_type: None,
         }
     }
 
@@ -140,11 +151,16 @@ impl HealthEvent {
         self.idp_error_code = code;
         self
     }
+
+    pub(crate) fn grant(mut self, grant_type: Option<GrantType>) -> Self {
+        self.grant_type = grant_type;
+        self
+    }
 }
 
 impl serde::Serialize for HealthEvent {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("HealthEvent", 7)?;
+        let mut s = serializer.serialize_struct("HealthEvent", 8)?;
         s.serialize_field("at", &Rfc3339(self.at))?;
         s.serialize_field("type", &self.kind)?;
         s.serialize_field("role", &self.role.map(Role::as_str))?;
@@ -152,6 +168,7 @@ impl serde::Serialize for HealthEvent {
         s.serialize_field("idp_error_code", &self.idp_error_code.as_deref())?;
         s.serialize_field("verdict", &self.verdict.map(Verdict::as_str))?;
         s.serialize_field("error_kind", &self.error_kind.map(ErrorKind::as_str))?;
+        s.serialize_field("grant_type", &self.grant_type)?;
         s.end()
     }
 }

@@ -43,11 +43,20 @@
 //! - **Failure runs (`upstream_failed_transient` / `upstream_recovered`) are per route**,
 //!   so an mcp outage and a healthy api route do not make a flapping event stream. Token
 //!   responses have their own events and do not touch these runs.
-//! - **A `terminal` mcp/api verdict (only a user rule gives one) sets `needs_reauth`**
-//!   without an event: SPEC §5 names none for it; the state change is reported in
-//!   [`Changes`] for the proxy's log line.
-//! - **A reset leaves `degraded` alone**: it is a fact about the newest request outcome,
-//!   which a reset does not change. It does clear `token_acquired` and the IdP code.
+//! - **A `terminal` mcp/api verdict (only a user rule gives one) sets `needs_reauth`** and
+//!   records `upstream_failed_terminal` (an addition to SPEC §5's event types), so the
+//!   state has a cause to show.
+//! - **`degraded` is per route** (SPEC §5): each route keeps its newest request outcome,
+//!   and the connection is degraded while any route's was a transient failure, so a token
+//!   success never hides a failing mcp route and interleaved traffic cannot flap the state.
+//!   The oauth route's outcome is its token responses (discovery and JWKS requests count
+//!   toward its circuit only). `auth` and `client_error` answers leave a route as it was.
+//! - **Closing a circuit ends its route's failure run**, whether a probe or a reset closed
+//!   it: an idle connection whose upstream came back reads healthy. A reset leaves a route
+//!   that was only failing (circuit still closed) as it was. It does clear
+//!   `token_acquired` and the IdP code.
+//! - **Every state has a reason** ([`ConnectionHealth::reason`]): the event that explains
+//!   it, kept as state so the event ring's churn can never make the row contradict itself.
 //! - **`circuit_opened` names the attempt that opened it** (status or `error_kind`,
 //!   verdict `transient`); probe and reset events carry no verdict (probes are not
 //!   classified by the policy engine).
@@ -60,6 +69,7 @@ mod circuit;
 mod connection;
 mod events;
 mod gate;
+mod grant;
 mod outcome;
 mod settings;
 mod snapshot;
@@ -71,9 +81,10 @@ pub use circuit::{MIN_RETRY_AFTER, retry_after};
 pub use connection::ConnectionHealth;
 pub use events::{EventType, HealthEvent};
 pub use gate::{Gate, GateRequest};
+pub use grant::GrantType;
 pub use outcome::{ProbeOutcome, TokenOutcome, UpstreamOutcome};
 pub use settings::{DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_EVENTS_PER_CONNECTION, HealthSettings};
-pub use snapshot::{CircuitMap, CircuitState, HealthDetail, HealthRow};
+pub use snapshot::{CircuitMap, CircuitState, HealthDetail, HealthRow, RouteMap, RouteRow};
 pub use state::{OutcomeSource, State};
 pub use time::Rfc3339;
 

@@ -8,6 +8,8 @@ use std::time::Instant;
 use warden_config::{ErrorKind, Verdict};
 use warden_policy::{Decision, Event};
 
+use crate::grant::GrantType;
+
 /// One classified token response (a request to `token_path` on the oauth route), one per
 /// attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +25,8 @@ pub struct TokenOutcome<'a> {
     pub error_kind: Option<ErrorKind>,
     /// The response carried an `access_token` (only its presence; never its value).
     pub has_access_token: bool,
+    /// The request's grant type; `None` when the form named none.
+    pub grant_type: Option<GrantType>,
 }
 
 impl<'a> TokenOutcome<'a> {
@@ -41,7 +45,14 @@ impl<'a> TokenOutcome<'a> {
             status,
             error_kind,
             has_access_token,
+            grant_type: None,
         })
+    }
+
+    /// The same outcome, naming the request's grant type (from its form value).
+    pub fn with_grant_type(mut self, grant_type: Option<&str>) -> Self {
+        self.grant_type = grant_type.map(GrantType::from_form_value);
+        self
     }
 }
 

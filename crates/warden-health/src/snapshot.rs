@@ -3,11 +3,14 @@
 //! These are owned copies taken under the connection's lock, so the admin API serializes
 //! them after releasing it and a slow client never holds up the data plane.
 
-use serde::ser::SerializeMap;
+use std::time::SystemTime;
+
+use serde::ser::{SerializeMap, SerializeStruct};
 use warden_config::Role;
 
 use crate::events::HealthEvent;
 use crate::state::{OutcomeSource, State};
+use crate::time::Rfc3339;
 
 /// One route's circuit, as the row shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,8 +67,63 @@ impl serde::Serialize for CircuitMap {
     }
 }
 
+/// One route's outcome, as the row's `routes` map shows it:
+/// `{"failing","since","last_failure"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRow {
+    /// The route's newest request outcome was a transient failure (and no circuit close
+    /// has ended the run since).
+    pub failing: bool,
+    /// When the current failure run began; `None` when not failing.
+    pub since: Option<SystemTime>,
+    /// The route's newest transient failure, also after the run ended.
+    pub last_failure: Option<HealthEvent>,
+}
+
+impl serde::Serialize for RouteRow {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("RouteRow", 3)?;
+        s.serialize_field("failing", &self.failing)?;
+        s.serialize_field("since", &self.since.map(Rfc3339))?;
+        s.serialize_field("last_failure", &self.last_failure)?;
+        s.end()
+    }
+}
+
+/// The row's `routes` object: only the connection's routes, in the order mcp, api, oauth.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteMap([Option<RouteRow>; 3]);
+
+impl RouteMap {
+    pub(crate) fn set(&mut self, role: Role, row: RouteRow) {
+        self.0[crate::role_index(role)] = Some(row);
+    }
+
+    /// `None` when the connection has no route of that role.
+    pub fn get(&self, role: Role) -> Option<&RouteRow> {
+        self.0[crate::role_index(role)].as_ref()
+    }
+
+    /// The connection's routes, in the order mcp, api, oauth.
+    pub fn iter(&self) -> impl Iterator<Item = (Role, &RouteRow)> + '_ {
+        Role::ALL
+            .into_iter()
+            .filter_map(|role| self.get(role).map(|row| (role, row)))
+    }
+}
+
+impl serde::Serialize for RouteMap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.iter().count()))?;
+        for (role, row) in self.iter() {
+            map.serialize_entry(role.as_str(), row)?;
+        }
+        map.end()
+    }
+}
+
 /// A row of `GET /api/v1/connections/health`:
-/// `{"name","state","has_oauth","needs_reauth","token_acquired","idp_error_code","circuit","last_event","degraded_by"}`.
+/// `{"name","state","has_oauth","needs_reauth","token_acquired","idp_error_code","circuit","routes","reason","last_event","degraded_by"}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HealthRow {
     pub name: String,
@@ -78,11 +136,16 @@ pub struct HealthRow {
     /// reset, never hidden by bookkeeping events.
     pub idp_error_code: Option<String>,
     pub circuit: CircuitMap,
+    /// Each route's newest outcome: what the `degraded` derivation reads.
+    pub routes: RouteMap,
+    /// The event that explains `state` (null when healthy): the terminal answer behind
+    /// `needs_reauth`, the failure that opened the circuit, or the failing routes' newest
+    /// failure. Unlike `last_event`, it never contradicts the state.
+    pub reason: Option<HealthEvent>,
     pub last_event: Option<HealthEvent>,
-    /// When the newest request outcome was a transient failure, which kind of request it
-    /// was (`token_response` or `upstream`), else null: the status page's `refresh
-    /// failing` vs `degraded` badge. An addition to SPEC §6's fields; the events alone cannot always tell, since
-    /// upstream failures are recorded on change only.
+    /// When a route is failing, which kind of request its newest failure was
+    /// (`token_response` or `upstream`), else null: the status page's `refresh failing` vs
+    /// `degraded` badge.
     #[serde(serialize_with = "outcome_source")]
     pub degraded_by: Option<OutcomeSource>,
 }

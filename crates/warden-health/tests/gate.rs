@@ -146,6 +146,7 @@ fn terminal_without_code() -> TokenOutcome<'static> {
         status: Some(500),
         error_kind: None,
         has_access_token: false,
+        grant_type: None,
     }
 }
 

@@ -25,7 +25,7 @@ fn sorted<const N: usize>(mut names: [&'static str; N]) -> Vec<&'static str> {
     names.to_vec()
 }
 
-const ROW_FIELDS: [&str; 9] = [
+const ROW_FIELDS: [&str; 11] = [
     "name",
     "state",
     "has_oauth",
@@ -33,11 +33,13 @@ const ROW_FIELDS: [&str; 9] = [
     "token_acquired",
     "idp_error_code",
     "circuit",
+    "routes",
+    "reason",
     "last_event",
     "degraded_by",
 ];
 
-const EVENT_FIELDS: [&str; 7] = [
+const EVENT_FIELDS: [&str; 8] = [
     "at",
     "type",
     "role",
@@ -45,6 +47,7 @@ const EVENT_FIELDS: [&str; 7] = [
     "idp_error_code",
     "verdict",
     "error_kind",
+    "grant_type",
 ];
 
 #[test]
@@ -58,6 +61,7 @@ fn an_event_has_exactly_the_spec_fields() {
             status: Some(401),
             error_kind: None,
             has_access_token: false,
+            grant_type: Some(warden_health::GrantType::ClientCredentials),
         },
         at_ms(123),
     );
@@ -73,6 +77,7 @@ fn an_event_has_exactly_the_spec_fields() {
             "idp_error_code": "invalid_client",
             "verdict": "terminal",
             "error_kind": null,
+            "grant_type": "client_credentials",
         })
     );
 }
@@ -91,6 +96,7 @@ fn absent_event_values_are_null() {
             "idp_error_code": null,
             "verdict": null,
             "error_kind": null,
+            "grant_type": null,
         })
     );
     fault(&mut h, Role::Mcp, ErrorKind::Timeout);
@@ -113,6 +119,7 @@ fn a_row_has_exactly_the_spec_fields() {
             status: Some(400),
             error_kind: None,
             has_access_token: false,
+            grant_type: None,
         },
         at_ms(5),
     );
@@ -124,6 +131,7 @@ fn a_row_has_exactly_the_spec_fields() {
             status: None,
             error_kind: Some(ErrorKind::Connect),
             has_access_token: false,
+            grant_type: None,
         },
         at_ms(7),
     );
@@ -139,6 +147,33 @@ fn a_row_has_exactly_the_spec_fields() {
             "token_acquired": false,
             "idp_error_code": null,
             "circuit": {"mcp": "closed", "oauth": "open"},
+            "routes": {
+                "mcp": {"failing": false, "since": null, "last_failure": null},
+                "oauth": {
+                    "failing": true,
+                    "since": "2023-11-14T22:13:20.007Z",
+                    "last_failure": {
+                        "at": "2023-11-14T22:13:20.007Z",
+                        "type": "refresh_failed_transient",
+                        "role": "oauth",
+                        "status": null,
+                        "idp_error_code": null,
+                        "verdict": "transient",
+                        "error_kind": "connect",
+                        "grant_type": null,
+                    },
+                },
+            },
+            "reason": {
+                "at": "2023-11-14T22:13:20.005Z",
+                "type": "refresh_failed_revoked",
+                "role": "oauth",
+                "status": 400,
+                "idp_error_code": "invalid_client",
+                "verdict": "terminal",
+                "error_kind": null,
+                "grant_type": null,
+            },
             "last_event": {
                 "at": "2023-11-14T22:13:20.007Z",
                 "type": "circuit_opened",
@@ -147,6 +182,7 @@ fn a_row_has_exactly_the_spec_fields() {
                 "idp_error_code": null,
                 "verdict": "transient",
                 "error_kind": "connect",
+                "grant_type": null,
             },
             "degraded_by": "token_response",
         })
@@ -172,6 +208,8 @@ fn a_fresh_row() {
             "token_acquired": false,
             "idp_error_code": null,
             "circuit": {"api": "closed"},
+            "routes": {"api": {"failing": false, "since": null, "last_failure": null}},
+            "reason": null,
             "last_event": null,
             "degraded_by": null,
         })

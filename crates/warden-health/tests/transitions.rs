@@ -29,31 +29,48 @@ fn healthy_degraded_healthy() {
 }
 
 #[test]
-fn every_transient_kind_degrades_and_every_other_verdict_heals() {
-    let transients: [(&str, Step); 8] = [
-        ("408", |h| answer(h, Role::Mcp, 408)),
-        ("429", |h| answer(h, Role::Mcp, 429)),
-        ("500", |h| answer(h, Role::Mcp, 500)),
-        ("511", |h| answer(h, Role::Mcp, 511)),
-        ("connect", |h| fault(h, Role::Mcp, ErrorKind::Connect)),
-        ("tls", |h| fault(h, Role::Mcp, ErrorKind::Tls)),
-        ("token 503", |h| refresh_err(h, 503, None)),
-        ("token timeout", |h| refresh_fault(h, ErrorKind::Timeout)),
+fn every_transient_kind_degrades_and_only_a_success_on_its_route_heals() {
+    let transients: [(&str, Role, Step); 8] = [
+        ("408", Role::Mcp, |h| answer(h, Role::Mcp, 408)),
+        ("429", Role::Mcp, |h| answer(h, Role::Mcp, 429)),
+        ("500", Role::Mcp, |h| answer(h, Role::Mcp, 500)),
+        ("511", Role::Mcp, |h| answer(h, Role::Mcp, 511)),
+        ("connect", Role::Mcp, |h| {
+            fault(h, Role::Mcp, ErrorKind::Connect)
+        }),
+        ("tls", Role::Mcp, |h| fault(h, Role::Mcp, ErrorKind::Tls)),
+        ("token 503", Role::Oauth, |h| refresh_err(h, 503, None)),
+        ("token timeout", Role::Oauth, |h| {
+            refresh_fault(h, ErrorKind::Timeout)
+        }),
     ];
-    let healers: [(&str, Step); 5] = [
-        ("200", |h| answer(h, Role::Mcp, 200)),
-        ("302", |h| answer(h, Role::Mcp, 302)),
-        ("401 auth", |h| answer(h, Role::Mcp, 401)),
-        ("404 client_error", |h| answer(h, Role::Mcp, 404)),
-        ("token ok", |h| refresh_ok(h)),
+    // (name, route it speaks for, heals a failing run on that route)
+    let followers: [(&str, Role, bool, Step); 7] = [
+        ("200", Role::Mcp, true, |h| answer(h, Role::Mcp, 200)),
+        ("302", Role::Mcp, true, |h| answer(h, Role::Mcp, 302)),
+        ("401 auth", Role::Mcp, false, |h| answer(h, Role::Mcp, 401)),
+        ("404 client_error", Role::Mcp, false, |h| {
+            answer(h, Role::Mcp, 404)
+        }),
+        ("token ok", Role::Oauth, true, |h| refresh_ok(h)),
+        ("login ok", Role::Oauth, true, |h| login_ok(h)),
+        // Discovery on the oauth route: not a token response, decides nothing.
+        ("oauth discovery 200", Role::Api, false, |h| {
+            answer(h, Role::Oauth, 200)
+        }),
     ];
-    for (t_name, transient) in transients {
-        for (h_name, heal) in healers {
+    for (t_name, t_role, transient) in transients {
+        for (f_name, f_role, heals, follow) in followers {
             let mut h = crm(100);
             transient(&mut h);
             assert_eq!(h.state(), State::Degraded, "{t_name}");
-            heal(&mut h);
-            assert_eq!(h.state(), State::Healthy, "{t_name} then {h_name}");
+            follow(&mut h);
+            let want = if heals && f_role == t_role {
+                State::Healthy
+            } else {
+                State::Degraded
+            };
+            assert_eq!(h.state(), want, "{t_name} then {f_name}");
         }
     }
 }
@@ -69,9 +86,12 @@ fn a_token_failure_degrades_as_a_token_response() {
     assert_eq!(
         h.degraded_by(),
         Some(OutcomeSource::Upstream),
-        "newest wins"
+        "the newest failure of the failing routes"
     );
     refresh_ok(&mut h);
+    assert_eq!(h.state(), State::Degraded, "mcp is still failing");
+    assert_eq!(h.degraded_by(), Some(OutcomeSource::Upstream));
+    answer(&mut h, Role::Mcp, 200);
     assert_eq!(h.state(), State::Healthy);
 }
 
@@ -212,8 +232,8 @@ fn a_probe_answer_below_500_closes_the_circuit() {
         );
         assert!(!h.is_circuit_open(Role::Mcp));
         assert_eq!(h.consecutive_failures(Role::Mcp), Some(0));
-        // The newest request outcome is still the failure: degraded until a request works.
-        assert_eq!(c.state_changed, Some((State::CircuitOpen, State::Degraded)));
+        // The close ends the route's failure run: an idle connection reads healthy.
+        assert_eq!(c.state_changed, Some((State::CircuitOpen, State::Healthy)));
         assert_eq!(types(&h)[0], "circuit_closed");
         assert_eq!(h.last_event().unwrap().status, Some(status));
 
@@ -348,7 +368,12 @@ fn a_terminal_upstream_verdict_sets_needs_reauth() {
         tick(),
     );
     assert_eq!(c.state_changed, Some((State::Healthy, State::NeedsReauth)));
-    assert!(h.events().next().is_none(), "SPEC §5 names no event for it");
+    assert_eq!(
+        types(&h),
+        ["upstream_failed_terminal"],
+        "the state has a cause"
+    );
+    assert_eq!(h.reason().unwrap().status, Some(403));
     login_ok(&mut h);
     assert_eq!(h.state(), State::Healthy);
 }
@@ -401,7 +426,7 @@ fn needs_reauth_cleared_while_a_circuit_is_open_shows_the_circuit() {
 }
 
 #[test]
-fn reset_closes_every_circuit_and_keeps_degraded() {
+fn reset_closes_every_circuit_and_ends_their_failure_runs() {
     let mut h = health(&[Role::Mcp, Role::Api, Role::Oauth], 1, 50);
     answer(&mut h, Role::Mcp, 503);
     answer(&mut h, Role::Api, 503);
@@ -414,7 +439,7 @@ fn reset_closes_every_circuit_and_keeps_degraded() {
         c.circuits_closed,
         RoleSet::from_iter([Role::Mcp, Role::Api])
     );
-    assert_eq!(c.state_changed, Some((State::CircuitOpen, State::Degraded)));
+    assert_eq!(c.state_changed, Some((State::CircuitOpen, State::Healthy)));
     assert_eq!(h.consecutive_failures(Role::Mcp), Some(0));
     assert_eq!(types(&h)[0], "reset_admin");
     // Nothing to clear: still one event, no changes.
@@ -470,6 +495,7 @@ fn only_an_ok_answer_with_access_token_acquires_a_token() {
             status: Some(204),
             error_kind: None,
             has_access_token: false,
+            grant_type: None,
         },
         tick(),
     );
@@ -484,6 +510,7 @@ fn only_an_ok_answer_with_access_token_acquires_a_token() {
             status: Some(200),
             error_kind: None,
             has_access_token: true,
+            grant_type: None,
         },
         tick(),
     );

@@ -69,6 +69,12 @@ impl Policy {
         Policy::default()
     }
 
+    /// Whether `policy.rules[index]` looks into answer bodies (`jsonrpc_error` or
+    /// `mcp_tool_error`): only such a rule can give a body-level verdict.
+    pub fn reads_body(&self, index: usize) -> bool {
+        self.rules.get(index).is_some_and(CompiledRule::reads_body)
+    }
+
     /// How many user rules were compiled.
     pub fn len(&self) -> usize {
         self.rules.len()

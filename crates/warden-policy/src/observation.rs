@@ -102,6 +102,9 @@ pub struct Observation<'a> {
     /// A JSON-RPC error code seen in an mcp response (JSON or SSE). Never changes the
     /// built-in verdict; rules may match it.
     pub jsonrpc_error: Option<i64>,
+    /// An mcp `tools/call` result with `isError: true` was seen in the body. Never changes
+    /// the built-in verdict; `mcp_tool_error` rules match it.
+    pub mcp_tool_error: bool,
     /// The network fault, when `status` is `None`.
     pub error_kind: Option<ErrorKind>,
     pub response_headers: &'a dyn HeaderLookup,
@@ -122,6 +125,7 @@ impl<'a> Observation<'a> {
             oauth_error: None,
             has_access_token: false,
             jsonrpc_error: None,
+            mcp_tool_error: false,
             error_kind: None,
             response_headers: &NoHeaders,
             request_headers: &NoHeaders,
@@ -143,6 +147,7 @@ impl std::fmt::Debug for Observation<'_> {
             .field("oauth_error", &self.oauth_error.map(crate::sanitize))
             .field("has_access_token", &self.has_access_token)
             .field("jsonrpc_error", &self.jsonrpc_error)
+            .field("mcp_tool_error", &self.mcp_tool_error)
             .field("error_kind", &self.error_kind)
             .finish_non_exhaustive()
     }

@@ -40,6 +40,7 @@ pub(crate) struct CompiledRule {
     oauth_error: Option<Box<[Box<str>]>>,
     grant_type: Option<Box<[Box<str>]>>,
     jsonrpc_error: Option<Box<[(i64, i64)]>>,
+    mcp_tool_error: bool,
     error_kind: Option<Box<[ErrorKind]>>,
     header: HeaderConds,
     request_header: HeaderConds,
@@ -92,11 +93,16 @@ impl CompiledRule {
             }),
             grant_type: w.grant_type.as_deref().map(boxed),
             jsonrpc_error: w.jsonrpc_error.as_deref().map(Box::from),
+            mcp_tool_error: w.mcp_tool_error == Some(true),
             error_kind: w.error_kind.as_deref().map(Box::from),
             header: regexes(index, rule, "header", &w.header)?,
             request_header: regexes(index, rule, "request_header", &w.request_header)?,
             then: rule.then,
         })
+    }
+
+    pub(crate) fn reads_body(&self) -> bool {
+        self.jsonrpc_error.is_some() || self.mcp_tool_error
     }
 
     /// All present conditions hold; a list holds when any of its items does. A condition
@@ -111,6 +117,7 @@ impl CompiledRule {
             && any(&self.jsonrpc_error, |&(from, to)| {
                 obs.jsonrpc_error.is_some_and(|c| (from..=to).contains(&c))
             })
+            && (!self.mcp_tool_error || obs.mcp_tool_error)
             && any(&self.methods, |m| m.eq_ignore_ascii_case(obs.method))
             && self
                 .path_prefix

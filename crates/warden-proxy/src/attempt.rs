@@ -12,19 +12,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Method, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt as _, LengthLimitError};
 use tokio::time::Instant;
 use warden_config::{ErrorKind, RetryMode, Role, Verdict};
-use warden_health::{Gate, GateRequest, TokenOutcome, UpstreamOutcome};
+use warden_health::{Gate, GateRequest, GrantType};
 use warden_policy::{Decision, HeaderLookup, Observation};
 
-use crate::body::{Prefixed, ResponseBody, Watched};
+use crate::body::{Prefixed, ResponseBody};
 use crate::exchange::{TOKEN_BODY_LIMIT, TokenAnswer};
 use crate::headers;
 use crate::health::ConnHealth;
 use crate::local::LocalError;
+use crate::record::Pending;
 use crate::retry::{Attempt, AttemptFacts, HealthGate, parse_retry_after};
 use crate::service::RouteCtx;
 use crate::upstream;
@@ -37,6 +38,8 @@ pub(crate) struct RequestInfo {
     pub watched: WatchedHeaders,
     pub token_request: bool,
     pub grant_type: Option<String>,
+    /// A `refresh_token` grant: counted in `warden_token_refresh_total`.
+    pub refresh_grant: bool,
 }
 
 /// One attempt's answer and what was concluded from it.
@@ -47,6 +50,9 @@ pub(crate) struct AttemptResult {
     pub decision: Option<Decision>,
     pub status: Option<u16>,
     pub nothing_sent: bool,
+    /// The attempt's classification until health is told: by the retry loop when it
+    /// discards this attempt, else when the client's answer ends.
+    pub pending: Option<Pending>,
 }
 
 impl AttemptResult {
@@ -79,6 +85,12 @@ impl AttemptFacts for AttemptResult {
         parse_retry_after(resp.headers())
     }
 
+    fn settle(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending.settle();
+        }
+    }
+
     fn take_leftover(&mut self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
         let (resp, _) = self.outcome.as_mut().ok()?;
         let small = resp
@@ -90,6 +102,7 @@ impl AttemptFacts for AttemptResult {
             return None;
         }
         let body = std::mem::replace(resp.body_mut(), ResponseBody::local(Bytes::new()));
+        // The leftover was settled when the retry was decided; draining records nothing.
         Some(Box::pin(async move {
             let _ = body.collect().await;
         }))
@@ -132,7 +145,8 @@ impl tower::Service<Attempt> for AttemptService {
 }
 
 impl RouteCtx {
-    /// Sends one attempt and accounts for its answer (health, upstream error metrics).
+    /// Sends one attempt and classifies its answer (counting upstream errors); health is
+    /// told later, through the result's [`Pending`].
     pub(crate) async fn attempt(
         &self,
         attempt: Attempt,
@@ -158,6 +172,7 @@ impl RouteCtx {
                         decision: None,
                         status: None,
                         nothing_sent,
+                        pending: None,
                     };
                 }
             },
@@ -173,6 +188,7 @@ impl RouteCtx {
             oauth_error: answer.and_then(|a| a.error.as_deref()),
             has_access_token: answer.is_some_and(|a| a.has_access_token),
             jsonrpc_error: None,
+            mcp_tool_error: false,
             error_kind,
             response_headers: &ResponseHeaders(response_headers),
             request_headers: &info.watched,
@@ -182,18 +198,7 @@ impl RouteCtx {
             self.metrics
                 .upstream_error(decision.verdict, decision.code_label(&obs));
         }
-        if info.token_request {
-            if let Some(outcome) =
-                TokenOutcome::from_decision(&decision, status, error_kind, obs.has_access_token)
-            {
-                self.health.record_token(outcome);
-            }
-        } else {
-            self.health.record_upstream(
-                self.role,
-                UpstreamOutcome::from_decision(&decision, status, error_kind),
-            );
-        }
+        let has_access_token = obs.has_access_token;
         tracing::debug!(
             connection = %self.connection,
             role = %self.role,
@@ -205,6 +210,16 @@ impl RouteCtx {
         );
         AttemptResult {
             outcome,
+            pending: Some(Pending {
+                health: Arc::clone(&self.health),
+                role: self.role,
+                token_request: info.token_request,
+                grant_type: info.grant_type.as_deref().map(GrantType::from_form_value),
+                decision: decision.clone(),
+                status,
+                error_kind,
+                has_access_token,
+            }),
             decision: Some(decision),
             status,
             nothing_sent,
@@ -224,14 +239,15 @@ impl RouteCtx {
             let resp = self.client.request(request).await.map_err(Failure::from)?;
             let (mut parts, body) = resp.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
+            // The client keeps its own protocol and keep-alive whatever the upstream
+            // speaks: an HTTP/1.0 upstream must not turn the client's connection into
+            // one-request-per-connection. (HTTP/2 clients ignore the field.)
+            parts.version = Version::HTTP_11;
             if !info.token_request {
-                let body = match self.jsonrpc_watch(&parts.headers) {
-                    Some(watch) => ResponseBody::Watched {
-                        body: Watched::new(body, watch, self.on_jsonrpc_error(info, &parts)),
-                    },
-                    None => ResponseBody::Upstream { body },
-                };
-                return Ok((Response::from_parts(parts, body), TokenAnswer::default()));
+                return Ok((
+                    Response::from_parts(parts, ResponseBody::upstream(body)),
+                    TokenAnswer::default(),
+                ));
             }
             let body = Prefixed::read(body, TOKEN_BODY_LIMIT)
                 .await
@@ -252,7 +268,7 @@ impl RouteCtx {
                 TokenAnswer::default()
             };
             Ok((
-                Response::from_parts(parts, ResponseBody::Prefixed { body }),
+                Response::from_parts(parts, ResponseBody::prefixed(body)),
                 answer,
             ))
         };

@@ -9,7 +9,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
-use crate::observe::jsonrpc::{self, JsonRpcSseWatcher};
+use crate::record::{End, Finish};
 
 pin_project_lite::pin_project! {
     /// A body whose first bytes warden has already read (to look at them) followed by the
@@ -24,6 +24,15 @@ pin_project_lite::pin_project! {
 }
 
 impl<B> Prefixed<B> {
+    /// `prefix`, already read from `rest`, then the rest.
+    pub fn resume(prefix: Bytes, rest: B) -> Self {
+        Prefixed {
+            prefix: Some(prefix),
+            trailers: None,
+            rest: Some(rest),
+        }
+    }
+
     /// A body that is only its rest: nothing was read ahead.
     pub fn streaming(rest: B) -> Self {
         Prefixed {
@@ -202,30 +211,129 @@ impl Body for RequestBody {
 }
 
 pin_project_lite::pin_project! {
-    /// A response body for the client: the upstream's stream, passed frame by frame as it
-    /// arrives, or a small answer warden wrote itself.
-    #[project = ResponseBodyProj]
-    pub enum ResponseBody {
+    /// Where a response body's bytes come from: the upstream's stream, passed frame by
+    /// frame as it arrives (possibly after a prefix warden read to look at), or a small
+    /// answer warden wrote itself.
+    #[project = InnerProj]
+    pub enum Inner {
         Upstream { #[pin] body: Incoming },
         Prefixed { #[pin] body: Prefixed<Incoming> },
-        Watched { #[pin] body: Watched },
+        /// An answer warden read further into (a coalesced token answer too large to
+        /// share), resumed where the reading stopped.
+        Resumed { #[pin] body: Prefixed<Box<Inner>> },
         Local { #[pin] body: Full<Bytes> },
     }
 }
 
-impl ResponseBody {
-    pub fn local(bytes: impl Into<Bytes>) -> Self {
-        ResponseBody::Local {
-            body: Full::new(bytes.into()),
+impl Body for Inner {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.project() {
+            InnerProj::Upstream { body } => body.poll_frame(cx),
+            InnerProj::Prefixed { body } => body.poll_frame(cx),
+            InnerProj::Resumed { body } => body.poll_frame(cx),
+            InnerProj::Local { body } => body.poll_frame(cx).map_err(|never| match never {}),
         }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Inner::Upstream { body } => body.is_end_stream(),
+            Inner::Prefixed { body } => body.is_end_stream(),
+            Inner::Resumed { body } => body.is_end_stream(),
+            Inner::Local { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Inner::Upstream { body } => body.size_hint(),
+            Inner::Prefixed { body } => body.size_hint(),
+            Inner::Resumed { body } => body.size_hint(),
+            Inner::Local { body } => body.size_hint(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body for the client, with what is recorded when it ends: the request is
+    /// counted once, at the end of its answer, with its final verdict (see
+    /// [`crate::record`]). A body dropped early (the client went away) records then.
+    pub struct ResponseBody {
+        #[pin]
+        inner: Inner,
+        finish: Option<Box<Finish>>,
+    }
+
+    impl PinnedDrop for ResponseBody {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(finish) = this.project().finish.take() {
+                finish.end(End::Dropped);
+            }
+        }
+    }
+}
+
+impl ResponseBody {
+    fn new(inner: Inner) -> Self {
+        ResponseBody {
+            inner,
+            finish: None,
+        }
+    }
+
+    pub fn local(bytes: impl Into<Bytes>) -> Self {
+        ResponseBody::new(Inner::Local {
+            body: Full::new(bytes.into()),
+        })
+    }
+
+    pub fn upstream(body: Incoming) -> Self {
+        ResponseBody::new(Inner::Upstream { body })
+    }
+
+    pub fn prefixed(body: Prefixed<Incoming>) -> Self {
+        ResponseBody::new(Inner::Prefixed { body })
+    }
+
+    /// `prefix` (already read from `rest`), then the rest of `rest`.
+    pub fn resumed(prefix: Bytes, rest: ResponseBody) -> Self {
+        let inner = rest.into_inner();
+        ResponseBody::new(Inner::Resumed {
+            body: Prefixed::resume(prefix, Box::new(inner)),
+        })
+    }
+
+    /// Records `finish` when this body ends.
+    pub(crate) fn finish_with(mut self, finish: Finish) -> Self {
+        self.finish = Some(Box::new(finish));
+        self
     }
 
     /// The whole body, when warden has already read all of it (a token answer).
     pub fn complete_bytes(&self) -> Option<Bytes> {
-        match self {
-            ResponseBody::Prefixed { body } => body.complete_bytes(),
+        match &self.inner {
+            Inner::Prefixed { body } => body.complete_bytes(),
+            Inner::Local { body } if body.is_end_stream() => Some(Bytes::new()),
             _ => None,
         }
+    }
+
+    /// The bytes without the record (which is then not made: the caller records).
+    fn into_inner(mut self) -> Inner {
+        self.finish = None;
+        // A placeholder takes the inner body's place for the drop that follows.
+        std::mem::replace(
+            &mut self.inner,
+            Inner::Local {
+                body: Full::new(Bytes::new()),
+            },
+        )
     }
 }
 
@@ -237,130 +345,35 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.project() {
-            ResponseBodyProj::Upstream { body } => body.poll_frame(cx),
-            ResponseBodyProj::Prefixed { body } => body.poll_frame(cx),
-            ResponseBodyProj::Watched { body } => body.poll_frame(cx),
-            ResponseBodyProj::Local { body } => body.poll_frame(cx).map_err(|never| match never {}),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ResponseBody::Upstream { body } => body.is_end_stream(),
-            ResponseBody::Prefixed { body } => body.is_end_stream(),
-            ResponseBody::Watched { body } => body.body.is_end_stream(),
-            ResponseBody::Local { body } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ResponseBody::Upstream { body } => body.size_hint(),
-            ResponseBody::Prefixed { body } => body.size_hint(),
-            ResponseBody::Watched { body } => body.body.size_hint(),
-            ResponseBody::Local { body } => body.size_hint(),
-        }
-    }
-}
-
-/// How much of one MCP JSON body or one SSE event is kept to look for JSON-RPC errors;
-/// larger ones pass uncounted, so a hostile upstream cannot make warden hold its stream.
-pub const WATCH_LIMIT: usize = 64 * 1024;
-
-/// What a watched MCP body is being looked at for.
-pub enum JsonRpcWatch {
-    /// An event stream: each event's data is one JSON-RPC message (or batch).
-    Sse(JsonRpcSseWatcher),
-    /// One JSON document, looked at once it is complete; `None` once it outgrew
-    /// [`WATCH_LIMIT`] or was looked at.
-    Json(Option<Vec<u8>>),
-}
-
-impl JsonRpcWatch {
-    pub fn json() -> Self {
-        JsonRpcWatch::Json(Some(Vec::new()))
-    }
-
-    pub fn sse() -> Self {
-        JsonRpcWatch::Sse(JsonRpcSseWatcher::new(WATCH_LIMIT))
-    }
-}
-
-/// What to do with each JSON-RPC error code seen in a watched body.
-pub type OnJsonRpcError = Box<dyn FnMut(i64) + Send + Sync>;
-
-pin_project_lite::pin_project! {
-    /// An MCP response body passed through frame by frame, unchanged and undelayed, while
-    /// the JSON-RPC error objects in it are reported.
-    pub struct Watched {
-        #[pin]
-        body: Incoming,
-        watch: JsonRpcWatch,
-        on_error: OnJsonRpcError,
-    }
-}
-
-impl Watched {
-    pub fn new(body: Incoming, watch: JsonRpcWatch, on_error: OnJsonRpcError) -> Self {
-        Watched {
-            body,
-            watch,
-            on_error,
-        }
-    }
-}
-
-impl Body for Watched {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let mut this = self.project();
-        let polled = this.body.as_mut().poll_frame(cx);
-        let mut count = |code: i64| (this.on_error)(code);
-        match &polled {
+        let polled = this.inner.as_mut().poll_frame(cx);
+        let end = match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    match this.watch {
-                        JsonRpcWatch::Sse(watcher) => watcher.feed(data, &mut count),
-                        JsonRpcWatch::Json(buf) => {
-                            if let Some(b) = buf {
-                                if b.len() + data.len() > WATCH_LIMIT {
-                                    *buf = None;
-                                } else {
-                                    b.extend_from_slice(data);
-                                }
-                            }
-                        }
-                    }
+                if let (Some(data), Some(finish)) = (frame.data_ref(), this.finish.as_mut()) {
+                    finish.feed(data);
                 }
                 // A body of known length is done with its last byte; the server may not
                 // poll again to learn that.
-                if this.body.is_end_stream() {
-                    finish(this.watch, &mut count);
-                }
+                this.inner.is_end_stream().then_some(End::Complete)
             }
-            Poll::Ready(None) => finish(this.watch, &mut count),
-            _ => {}
+            Poll::Ready(Some(Err(_))) => Some(End::BrokeOff),
+            Poll::Ready(None) => Some(End::Complete),
+            Poll::Pending => None,
+        };
+        if let Some(end) = end
+            && let Some(finish) = this.finish.take()
+        {
+            finish.end(end);
         }
         polled
     }
-}
 
-fn finish(watch: &mut JsonRpcWatch, count: &mut impl FnMut(i64)) {
-    match watch {
-        JsonRpcWatch::Sse(watcher) => {
-            watcher.finish();
-        }
-        JsonRpcWatch::Json(buf) => {
-            if let Some(b) = buf.take() {
-                jsonrpc::error_codes(&b, count);
-            }
-        }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -2,19 +2,32 @@
 //! token share one upstream exchange and all get its answer, byte for byte. A rotating IdP
 //! then never sees one refresh token twice from a burst — the race that otherwise looks like
 //! `invalid_grant` and revokes a healthy connection.
+//!
+//! The requester whose grant went upstream always gets the IdP's answer whole, whatever
+//! its size; the others share it when it fits [`SHARE_LIMIT`], else get a 502
+//! `coalesced_answer_too_large`. Never a replay.
 
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Response, StatusCode};
+use http_body_util::BodyExt as _;
 use tokio::sync::watch;
-use warden_config::Verdict;
+use tokio::time::Instant;
+use warden_config::{ErrorKind, Verdict};
 
+use crate::attempt::AttemptResult;
 use crate::body::ResponseBody;
 use crate::local::LocalError;
+use crate::record::Pending;
+
+/// How much of a coalesced token answer is kept to hand to every requester. Token
+/// answers are a few hundred bytes; one this large is an IdP misbehaving, and the
+/// requester whose grant went upstream still gets it whole.
+pub(crate) const SHARE_LIMIT: usize = 1024 * 1024;
 
 /// A finished token exchange, as every waiting caller gets it.
 pub(crate) struct Shared {
@@ -23,23 +36,6 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// What every caller of a coalesced exchange gets. A token answer too large to have been
-    /// read whole cannot be handed to several callers; it is reported as a broken exchange.
-    pub fn from_result(result: crate::attempt::AttemptResult) -> Shared {
-        let verdict = result.verdict();
-        let answer = match result.outcome {
-            Ok((resp, _)) => {
-                let (parts, body) = resp.into_parts();
-                match body.complete_bytes() {
-                    Some(bytes) => Ok((parts.status, parts.headers, bytes)),
-                    None => Err(LocalError::Unreachable(warden_config::ErrorKind::Reset)),
-                }
-            }
-            Err(local) => Err(local),
-        };
-        Shared { answer, verdict }
-    }
-
     pub fn response(&self, connection: &str, role: warden_config::Role) -> Response<ResponseBody> {
         match &self.answer {
             Ok((status, headers, body)) => {
@@ -49,6 +45,106 @@ impl Shared {
                 resp
             }
             Err(local) => local.response(connection, role),
+        }
+    }
+}
+
+/// What the requester whose grant went upstream gets: the shared answer, or (when it was
+/// too large to share) the upstream's own, byte for byte, with the attempt still to be
+/// recorded when it ends.
+pub(crate) struct LeaderAnswer {
+    pub response: Response<ResponseBody>,
+    pub pending: Option<Pending>,
+    pub verdict: Verdict,
+}
+
+/// Splits a finished exchange into what the followers share and what the leader gets.
+/// An answer that was not read whole yet is read on up to [`SHARE_LIMIT`] (before
+/// `deadline`); past that the followers get `coalesced_answer_too_large` and the leader
+/// the answer itself, resumed where the reading stopped.
+pub(crate) async fn share(
+    result: AttemptResult,
+    deadline: Instant,
+    connection: &str,
+    role: warden_config::Role,
+) -> (Shared, LeaderAnswer) {
+    let verdict = result.verdict();
+    let pending = result.pending;
+    let together = |answer: Result<(StatusCode, HeaderMap, Bytes), LocalError>| {
+        let shared = Shared { answer, verdict };
+        let leader = LeaderAnswer {
+            response: shared.response(connection, role),
+            pending: None,
+            verdict,
+        };
+        (shared, leader)
+    };
+    let resp = match result.outcome {
+        Err(local) => {
+            if let Some(p) = pending {
+                p.settle();
+            }
+            return together(Err(local));
+        }
+        Ok((resp, _)) => resp,
+    };
+    let (parts, mut body) = resp.into_parts();
+    if let Some(bytes) = body.complete_bytes() {
+        if let Some(p) = pending {
+            p.settle();
+        }
+        return together(Ok((parts.status, parts.headers, bytes)));
+    }
+    let mut buf = BytesMut::new();
+    let read = tokio::time::timeout_at(deadline, async {
+        while buf.len() <= SHARE_LIMIT {
+            match body.frame().await {
+                None => return Ok(true),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => buf.extend_from_slice(&data),
+                    // Trailers end a body; a token answer's carry nothing to keep.
+                    Err(_) => return Ok(true),
+                },
+                Some(Err(err)) => return Err(err),
+            }
+        }
+        Ok(false)
+    })
+    .await;
+    let timed_out = read.is_err();
+    match read {
+        Ok(Ok(true)) => {
+            if let Some(p) = pending {
+                p.settle();
+            }
+            together(Ok((parts.status, parts.headers, buf.freeze())))
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(connection, error = %err, "coalesced token answer broke off");
+            if let Some(p) = pending {
+                p.settle_broken();
+            }
+            let mut pair = together(Err(LocalError::Unreachable(ErrorKind::Reset)));
+            pair.0.verdict = Verdict::Transient;
+            pair.1.verdict = Verdict::Transient;
+            pair
+        }
+        // Too large, or too slow, to share: the leader streams on.
+        Ok(Ok(false)) | Err(_) => {
+            let shared = Shared {
+                answer: Err(if timed_out {
+                    LocalError::Timeout
+                } else {
+                    LocalError::CoalescedTooLarge
+                }),
+                verdict,
+            };
+            let leader = LeaderAnswer {
+                response: Response::from_parts(parts, ResponseBody::resumed(buf.freeze(), body)),
+                pending,
+                verdict,
+            };
+            (shared, leader)
         }
     }
 }
@@ -82,10 +178,6 @@ impl Publisher {
         // Retire the key first: a grant that arrives after this answer is a new exchange.
         self.coalescer.lock().remove(&self.key);
         let _ = self.tx.send(Some(shared));
-    }
-
-    pub fn subscribe(&self) -> Slot {
-        self.tx.subscribe()
     }
 }
 

@@ -13,6 +13,7 @@ mod metrics;
 #[doc(hidden)]
 pub mod observe;
 mod prober;
+mod record;
 mod retry;
 mod server;
 mod service;

@@ -24,6 +24,9 @@ pub enum LocalError {
     /// The client's body failed while warden read it ahead (the client went away or sent
     /// a malformed chunk).
     ClientBody,
+    /// A coalesced refresh grant whose shared answer was too large to hand to every
+    /// requester (the requester whose grant went upstream got it whole).
+    CoalescedTooLarge,
 }
 
 impl LocalError {
@@ -36,6 +39,7 @@ impl LocalError {
             LocalError::AbsoluteForm => StatusCode::BAD_REQUEST,
             LocalError::Connect => StatusCode::METHOD_NOT_ALLOWED,
             LocalError::ClientBody => StatusCode::BAD_REQUEST,
+            LocalError::CoalescedTooLarge => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -50,6 +54,7 @@ impl LocalError {
             LocalError::AbsoluteForm => "forward_proxy_refused",
             LocalError::Connect => "connect_refused",
             LocalError::ClientBody => "request_body_unreadable",
+            LocalError::CoalescedTooLarge => "coalesced_answer_too_large",
         }
     }
 

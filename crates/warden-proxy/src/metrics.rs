@@ -31,6 +31,40 @@ fn verdict_index(v: Verdict) -> usize {
     }
 }
 
+/// `warden_mcp_tool_calls_total` results: what a `tools/call` answer said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolResult {
+    Ok,
+    /// A result with `isError: true`: the tool failed.
+    ToolError,
+    /// A JSON-RPC error object (unknown tool, bad arguments on some servers).
+    JsonRpcError,
+}
+
+impl ToolResult {
+    const ALL: [ToolResult; 3] = [
+        ToolResult::Ok,
+        ToolResult::ToolError,
+        ToolResult::JsonRpcError,
+    ];
+
+    const fn as_str(self) -> &'static str {
+        match self {
+            ToolResult::Ok => "ok",
+            ToolResult::ToolError => "tool_error",
+            ToolResult::JsonRpcError => "jsonrpc_error",
+        }
+    }
+
+    const fn index(self) -> usize {
+        match self {
+            ToolResult::Ok => 0,
+            ToolResult::ToolError => 1,
+            ToolResult::JsonRpcError => 2,
+        }
+    }
+}
+
 /// `warden_token_refresh_total` results, in label order.
 const REFRESH_RESULTS: [&str; 3] = ["success", "transient", "terminal"];
 
@@ -43,6 +77,8 @@ pub struct RouteMetrics {
     token_refresh: Option<[Counter; REFRESH_RESULTS.len()]>,
     /// Mcp routes only: JSON-RPC errors by code label, in `JSONRPC_CODE_LABELS` order.
     jsonrpc: Option<[Counter; JSONRPC_CODE_LABELS.len()]>,
+    /// Mcp routes only: `tools/call` answers by result, in `ToolResult::ALL` order.
+    tool_calls: Option<[Counter; ToolResult::ALL.len()]>,
     /// `warden_short_circuits_total` by reason, in `SHORT_CIRCUIT_REASONS` order.
     short_circuits: [Counter; SHORT_CIRCUIT_REASONS.len()],
     /// `warden_probes_total` by result: success, failure.
@@ -93,6 +129,15 @@ impl RouteMetrics {
                 )
             })
         });
+        let tool_calls = (role == Role::Mcp).then(|| {
+            ToolResult::ALL.map(|result| {
+                counter!(
+                    "warden_mcp_tool_calls_total",
+                    "connection" => connection.to_owned(),
+                    "result" => result.as_str()
+                )
+            })
+        });
         let short_circuits = SHORT_CIRCUIT_REASONS.map(|reason| {
             counter!(
                 "warden_short_circuits_total",
@@ -118,6 +163,14 @@ impl RouteMetrics {
             duration,
             token_refresh,
             jsonrpc,
+            tool_calls,
+        }
+    }
+
+    /// One `tools/call` answer.
+    pub fn tool_call(&self, result: ToolResult) {
+        if let Some(handles) = &self.tool_calls {
+            handles[result.index()].increment(1);
         }
     }
 

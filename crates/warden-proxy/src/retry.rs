@@ -210,6 +210,9 @@ pub(crate) trait AttemptFacts {
     /// The request never left warden (the connection could not be set up).
     fn nothing_sent(&self) -> bool;
     fn retry_after(&self) -> Option<Duration>;
+    /// Tells health this attempt's outcome now: it will not be the answer the client
+    /// gets, so nobody records it at the answer's end.
+    fn settle(&mut self) {}
     /// Takes what is left of a discarded answer (its unread body), to be finished off
     /// while the retry waits; None when there is nothing worth reading.
     fn take_leftover(&mut self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
@@ -293,7 +296,10 @@ impl<H> RetryPolicy<H> {
 
     /// Whether and after how long to retry, or the outcome that ends the exchange (None:
     /// the first attempt was not transient, nothing to count).
-    pub fn decide(&mut self, facts: &impl AttemptFacts) -> Result<Duration, Option<RetryOutcome>>
+    pub fn decide(
+        &mut self,
+        facts: &mut impl AttemptFacts,
+    ) -> Result<Duration, Option<RetryOutcome>>
     where
         H: HealthGate,
     {
@@ -329,6 +335,9 @@ impl<H> RetryPolicy<H> {
         if Instant::now() + delay >= self.deadline {
             return Err(Some(RetryOutcome::Exhausted));
         }
+        // Every other check allows a retry: this attempt is done with, and health must
+        // count it before the gate is asked (a circuit this attempt opens stops the next).
+        facts.settle();
         if !matches!(
             self.health.gate(self.role, self.gate_request),
             Gate::Forward

@@ -349,11 +349,11 @@ fn prepare(config: &Config) -> Result<Prepared, ProxyError> {
     let classifier = Classifier {
         policy: Arc::new(Policy::compile(&config.policy.rules)?),
         watched_request_headers: watched_request_headers(config),
-        jsonrpc_rules: config
+        body_rules: config
             .policy
             .rules
             .iter()
-            .any(|r| r.when.jsonrpc_error.is_some()),
+            .any(|r| r.when.jsonrpc_error.is_some() || r.when.mcp_tool_error.is_some()),
     };
     let clients = config
         .routes()

@@ -16,16 +16,17 @@ use tokio::time::Instant;
 use tower::ServiceExt as _;
 use warden_config::{Connection, ErrorKind, Role, Route, Verdict};
 use warden_health::{Gate, GateRequest};
-use warden_policy::{Observation, Policy};
+use warden_policy::Policy;
 
-use crate::attempt::{AttemptResult, AttemptService, RequestInfo, ResponseHeaders, WatchedHeaders};
-use crate::body::{JsonRpcWatch, Prefixed, RequestBody, ResponseBody};
-use crate::coalesce::{self, Coalescer, Joined, Shared};
+use crate::attempt::{AttemptResult, AttemptService, RequestInfo, WatchedHeaders};
+use crate::body::{Prefixed, RequestBody, ResponseBody};
+use crate::coalesce::{self, Coalescer, Joined, LeaderAnswer, Shared};
 use crate::exchange::{self, TOKEN_BODY_LIMIT};
 use crate::headers::{self, X_FORWARDED_PROTO};
 use crate::health::ConnHealth;
 use crate::local::LocalError;
 use crate::metrics::{Outcome, RouteMetrics};
+use crate::record::{Finish, ToolCalls, Watch};
 use crate::retry::{Attempt, AttemptBody, RetryOutcome, RetryPolicy, RetrySlots, RouteRetry};
 use crate::short_circuit;
 use crate::upstream::{self, UpstreamClient};
@@ -35,8 +36,8 @@ pub struct Classifier {
     pub policy: Arc<Policy>,
     /// Request headers the classifier may look at after forwarding.
     pub watched_request_headers: Arc<[HeaderName]>,
-    /// Whether any rule matches on `jsonrpc_error`.
-    pub jsonrpc_rules: bool,
+    /// Whether any rule looks into answer bodies (`jsonrpc_error`, `mcp_tool_error`).
+    pub body_rules: bool,
 }
 
 /// Everything one route's requests need, built once per route.
@@ -53,9 +54,9 @@ pub struct RouteCtx {
     /// Oauth routes: requests to exactly this path are token requests.
     token_path: Option<String>,
     pub(crate) policy: Arc<Policy>,
-    /// Whether any rule matches on `jsonrpc_error`, so JSON-RPC errors in bodies must be
-    /// classified and not only counted.
-    jsonrpc_rules: bool,
+    /// Whether any rule looks into answer bodies, so JSON-RPC errors and tool results
+    /// must be classified and not only counted.
+    body_rules: bool,
     /// Request headers the classifier may look at (`mcp-session-id` and those named by
     /// `request_header` rules); only these are kept past forwarding.
     watched_request_headers: Arc<[HeaderName]>,
@@ -91,7 +92,7 @@ impl RouteCtx {
             max_header_bytes: limits.max_header_bytes,
             token_path: route.token_path.clone(),
             policy: Arc::clone(&classifier.policy),
-            jsonrpc_rules: classifier.jsonrpc_rules,
+            body_rules: classifier.body_rules,
             watched_request_headers: Arc::clone(&classifier.watched_request_headers),
             metrics: Arc::new(RouteMetrics::new(&connection.name, route.role)),
             health,
@@ -140,10 +141,16 @@ impl RouteCtx {
             Gate::Forward => {}
             refused => return self.short_circuit(refused, gate_request, start),
         }
-        let refresh_key = (gate_request == GateRequest::RefreshGrant)
+        let refresh_grant = gate_request == GateRequest::RefreshGrant;
+        let refresh_key = refresh_grant
             .then(|| exchange::form_field(body.prefix(), b"refresh_token"))
             .flatten()
             .map(|token| self.coalescer.key(&token));
+        let tools = if self.role == Role::Mcp {
+            ToolCalls::of_request(body.complete_bytes().as_deref())
+        } else {
+            ToolCalls::None
+        };
 
         let body = match body.complete_bytes() {
             Some(bytes) if bytes.len() as u64 <= self.retry.settings.max_body_bytes => {
@@ -158,34 +165,45 @@ impl RouteCtx {
             watched,
             token_request,
             grant_type,
+            refresh_grant,
         });
         let deadline = start + self.request_timeout;
 
-        let (verdict, resp) = match refresh_key {
+        let answer = match refresh_key {
             Some(key) => {
-                let shared = self
-                    .coalesced(key, attempt, Arc::clone(&info), gate_request, deadline)
-                    .await;
-                (shared.verdict, shared.response(&self.connection, self.role))
+                self.coalesced(key, attempt, Arc::clone(&info), gate_request, deadline)
+                    .await
             }
             None => {
-                let result = self
+                let mut result = self
                     .exchange(attempt, Arc::clone(&info), gate_request, deadline)
                     .await;
                 let verdict = result.verdict();
-                let resp = match result.outcome {
+                let pending = result.pending.take();
+                let response = match result.outcome {
                     Ok((resp, _)) => resp,
                     Err(local) => local.response(&self.connection, self.role),
                 };
-                (verdict, resp)
+                LeaderAnswer {
+                    response,
+                    pending,
+                    verdict,
+                }
             }
         };
-        if gate_request == GateRequest::RefreshGrant {
-            self.metrics.token_refresh(verdict);
+        let from_upstream = answer.pending.is_some();
+        let mut finish = Finish::new(
+            Arc::clone(&self),
+            info,
+            start,
+            answer.verdict,
+            answer.pending,
+        );
+        let (parts, body) = answer.response.into_parts();
+        if from_upstream && let Some(watch) = self.watch_for(&parts.headers) {
+            finish = finish.watch(watch, &parts, tools);
         }
-        self.metrics
-            .record(Outcome::Verdict(verdict), start.elapsed().as_secs_f64());
-        resp
+        Response::from_parts(parts, body.finish_with(finish))
     }
 
     /// Reads the start of a request body before forwarding: a token request's form (for its
@@ -203,15 +221,25 @@ impl RouteCtx {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let ahead = if token_request {
-            TOKEN_BODY_LIMIT.max(usize::try_from(self.retry.settings.max_body_bytes).unwrap_or(0))
-        } else if replay && declared.is_none_or(|len| len <= self.retry.settings.max_body_bytes) {
+        let mut ahead = 0;
+        if token_request {
+            ahead = TOKEN_BODY_LIMIT
+                .max(usize::try_from(self.retry.settings.max_body_bytes).unwrap_or(0));
+        }
+        if replay && declared.is_none_or(|len| len <= self.retry.settings.max_body_bytes) {
             // One byte past the replay limit tells "fits" from "too large to replay".
-            usize::try_from(self.retry.settings.max_body_bytes.saturating_add(1))
-                .unwrap_or(usize::MAX)
-        } else {
+            ahead = ahead.max(
+                usize::try_from(self.retry.settings.max_body_bytes.saturating_add(1))
+                    .unwrap_or(usize::MAX),
+            );
+        }
+        if self.role == Role::Mcp {
+            // Which messages are `tools/call`s decides which answers are tool results.
+            ahead = ahead.max(TOKEN_BODY_LIMIT);
+        }
+        if ahead == 0 {
             return Ok(Prefixed::streaming(body));
-        };
+        }
         Prefixed::read(body, ahead).await.map_err(|err| {
             if err.is::<LengthLimitError>() {
                 LocalError::BodyTooLarge
@@ -308,26 +336,42 @@ impl RouteCtx {
         info: Arc<RequestInfo>,
         gate_request: GateRequest,
         deadline: Instant,
-    ) -> Arc<Shared> {
-        let slot = match self.coalescer.join(key) {
-            Joined::Follow(slot) => slot,
-            Joined::Lead(publisher) => {
-                let slot = publisher.subscribe();
-                let ctx = Arc::clone(self);
-                tokio::spawn(async move {
-                    let result = ctx.exchange(attempt, info, gate_request, deadline).await;
-                    publisher.publish(Arc::new(Shared::from_result(result)));
+    ) -> LeaderAnswer {
+        let publisher = match self.coalescer.join(key) {
+            Joined::Follow(slot) => {
+                let shared = coalesce::wait(slot).await.unwrap_or_else(|| {
+                    Arc::new(Shared {
+                        answer: Err(LocalError::Unreachable(ErrorKind::Reset)),
+                        verdict: Verdict::Transient,
+                    })
                 });
-                slot
+                return LeaderAnswer {
+                    response: shared.response(&self.connection, self.role),
+                    pending: None,
+                    verdict: shared.verdict,
+                };
             }
+            Joined::Lead(publisher) => publisher,
         };
-        match coalesce::wait(slot).await {
-            Some(shared) => shared,
-            None => Arc::new(Shared {
-                answer: Err(LocalError::Unreachable(ErrorKind::Reset)),
-                verdict: Verdict::Transient,
-            }),
-        }
+        let (own_tx, own_rx) = tokio::sync::oneshot::channel::<LeaderAnswer>();
+        let ctx = Arc::clone(self);
+        tokio::spawn(async move {
+            let result = ctx.exchange(attempt, info, gate_request, deadline).await;
+            let (shared, own) = coalesce::share(result, deadline, &ctx.connection, ctx.role).await;
+            publisher.publish(Arc::new(shared));
+            if let Err(own) = own_tx.send(own)
+                && let Some(pending) = own.pending
+            {
+                // The requester went away: nobody reads the rest, record it as it stands.
+                pending.settle();
+            }
+        });
+        own_rx.await.unwrap_or_else(|_| LeaderAnswer {
+            response: LocalError::Unreachable(ErrorKind::Reset)
+                .response(&self.connection, self.role),
+            pending: None,
+            verdict: Verdict::Transient,
+        })
     }
 
     /// Answers for an upstream that must not be asked (SPEC §5). Not an upstream outcome:
@@ -398,60 +442,28 @@ impl RouteCtx {
     }
 
     /// MCP answers carry JSON-RPC messages as one JSON body or as an event stream; both are
-    /// watched for error objects as they pass.
-    pub(crate) fn jsonrpc_watch(&self, headers: &HeaderMap) -> Option<JsonRpcWatch> {
+    /// watched for error objects and tool results as they pass.
+    fn watch_for(&self, headers: &HeaderMap) -> Option<Watch> {
         if self.role != Role::Mcp {
             return None;
         }
         let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
         let essence = content_type.split(';').next()?.trim();
         if essence.eq_ignore_ascii_case("text/event-stream") {
-            Some(JsonRpcWatch::sse())
+            Some(Watch::sse())
         } else if essence.eq_ignore_ascii_case("application/json") {
-            Some(JsonRpcWatch::json())
+            Some(Watch::json())
         } else {
             None
         }
     }
 
-    /// Counts each JSON-RPC error of an MCP answer and, when `policy.rules` match on
-    /// `jsonrpc_error`, classifies it with the answer's other facts: a matching rule's
-    /// verdict is counted as an upstream error with the JSON-RPC code's label. The request's
-    /// own verdict was decided at the response head, before the body streamed.
-    pub(crate) fn on_jsonrpc_error(
-        &self,
-        info: &RequestInfo,
-        head: &http::response::Parts,
-    ) -> crate::body::OnJsonRpcError {
-        let metrics = Arc::clone(&self.metrics);
-        if !self.jsonrpc_rules {
-            return Box::new(move |code| {
-                metrics.jsonrpc_error(warden_policy::jsonrpc_code_label(code));
-            });
-        }
-        let policy = Arc::clone(&self.policy);
-        let role = self.role;
-        let method = info.method.clone();
-        let path = info.path.clone();
-        let watched = info.watched.clone();
-        let status = head.status.as_u16();
-        let response_headers = head.headers.clone();
-        Box::new(move |code| {
-            let label = warden_policy::jsonrpc_code_label(code);
-            metrics.jsonrpc_error(label);
-            let response_headers = ResponseHeaders(Some(&response_headers));
-            let mut obs = Observation::new(role, method.as_str(), path.path());
-            obs.status = Some(status);
-            obs.jsonrpc_error = Some(code);
-            obs.response_headers = &response_headers;
-            obs.request_headers = &watched;
-            let decision = policy.classify(&obs);
-            if matches!(decision.rule, warden_policy::RuleRef::User(..))
-                && decision.verdict != Verdict::Ok
-            {
-                metrics.upstream_error(decision.verdict, label);
-            }
-        })
+    pub(crate) fn body_rules(&self) -> bool {
+        self.body_rules
+    }
+
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// Refuses what a reverse proxy for one upstream must not carry, before any upstream work.

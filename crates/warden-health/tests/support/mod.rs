@@ -61,7 +61,8 @@ pub fn token(
     };
     let decision = Policy::builtin().classify(&obs);
     let outcome = TokenOutcome::from_decision(&decision, status, error_kind, access_token)
-        .expect("a token request's decision names an event");
+        .expect("a token request's decision names an event")
+        .with_grant_type(Some(grant));
     h.record_token(outcome, tick())
 }
 

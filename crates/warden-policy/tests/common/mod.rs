@@ -145,6 +145,7 @@ impl Ex {
             oauth_error: self.error.as_deref(),
             has_access_token: self.access_token,
             jsonrpc_error: self.jsonrpc,
+            mcp_tool_error: false,
             error_kind: self.kind,
             response_headers: &self.resp,
             request_headers: &self.req,

@@ -52,33 +52,83 @@ macro_rules! ignore_scalars {
 /// `result` is not counted. Malformed JSON produces no calls at all: codes are collected and
 /// only reported once the whole document has parsed.
 pub fn error_codes(json: &[u8], out: &mut impl FnMut(i64)) {
-    if !may_contain_error_member(json) {
+    messages(json, false, &mut |m| {
+        if let Some(code) = m.error_code {
+            out(code);
+        }
+    });
+}
+
+/// What warden reads of one top-level JSON-RPC message in an answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageFacts {
+    /// The message's `id`, to pair an answer with its request (a `tools/call`).
+    pub id: Option<serde_json::Value>,
+    /// `error.code`, when `error` is an object with an integer code.
+    pub error_code: Option<i64>,
+    /// `Some(is_error)` when `result` is an object: `isError: true` there is how MCP
+    /// servers report a failing tool (with HTTP 200, not a JSON-RPC error).
+    pub tool_error: Option<bool>,
+}
+
+/// Calls `out` for every top-level message of `json` (the document, or each element of a
+/// batch) that has an `error` or a `result` object. With `every_result` false, a document
+/// with neither an `error` nor an `isError` member is skipped unparsed (the common,
+/// successful case); pass true when successful results matter too (the answer to a
+/// `tools/call`). Malformed JSON produces no calls at all.
+pub fn messages(json: &[u8], every_result: bool, out: &mut impl FnMut(MessageFacts)) {
+    if !every_result && !may_contain_error_member(json) {
         return;
     }
-    let Ok(Codes(codes)) = serde_json::from_slice::<Codes>(json) else {
+    let Ok(Codes(found)) = serde_json::from_slice::<Codes>(json) else {
         return;
     };
-    match codes {
+    let keep = |m: &MessageFacts| m.error_code.is_some() || m.tool_error.is_some();
+    match found {
         Found::None => {}
-        Found::One(code) => out(code),
-        Found::Many(codes) => codes.into_iter().for_each(out),
+        Found::One(m) => {
+            if keep(&m) {
+                out(m);
+            }
+        }
+        Found::Many(ms) => ms.into_iter().filter(keep).for_each(out),
+    }
+}
+
+/// The ids of the `tools/call` requests in an MCP request body (one message or a batch);
+/// empty when it holds none or does not parse. Only bodies that mention `tools/call` are
+/// parsed at all.
+pub fn tool_call_ids(json: &[u8]) -> Vec<serde_json::Value> {
+    if memchr::memmem::find(json, b"tools/call").is_none() {
+        return Vec::new();
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(json) else {
+        return Vec::new();
+    };
+    let one = |m: &serde_json::Value| {
+        (m.get("method")?.as_str()? == "tools/call").then(|| m.get("id").cloned())?
+    };
+    match &value {
+        serde_json::Value::Array(batch) => batch.iter().filter_map(one).collect(),
+        message => one(message).into_iter().collect(),
     }
 }
 
 /// A cheap, sound pre-filter: most events are successful results, and finding that out with
 /// `memmem` is an order of magnitude faster than parsing them.
 ///
-/// A member named `error` appears in JSON text either literally as `"error"` or with at least
-/// one of its letters escaped; no short escape produces a letter, so that is `\u0065`,
-/// `\u0072`, `\u006f` or `\u006F`, all starting `\u006` or `\u007`. A document with neither
-/// cannot hold an error object. The escapes that serializers actually emit (`\u00e9`,
-/// `\u2014`, `\u003c`...) do not match, so Python's ASCII-only `json.dumps` output still takes
-/// the fast path. False positives (`"error"` as a string value, a literal `\\u0065`) only cost
-/// the full parse.
+/// A member named `error` or `isError` appears in JSON text either literally or with at
+/// least one of its letters escaped; no short escape produces a letter, so that is a
+/// `\u00` followed by `4`–`7` (ASCII letters are U+0041–U+007A). A document with none of
+/// these cannot hold an error object or a tool error. The escapes that serializers actually
+/// emit (`\u00e9`, `\u2014`, `\u003c`...) do not match, so Python's ASCII-only
+/// `json.dumps` output still takes the fast path. False positives (`"error"` as a string
+/// value, a literal `\\u0065`) only cost the full parse.
 fn may_contain_error_member(json: &[u8]) -> bool {
     memchr::memmem::find(json, b"\"error\"").is_some()
+        || memchr::memmem::find(json, b"\"isError\"").is_some()
         || memchr::memmem::find_iter(json, b"\\u00")
-            .any(|at| matches!(json.get(at + 4), Some(b'6' | b'7')))
+            .any(|at| matches!(json.get(at + 4), Some(b'4' | b'5' | b'6' | b'7')))
 }
 
 /// Feeds an SSE body to an [`SseObserver`] and reports the JSON-RPC error codes in its events.
@@ -107,6 +157,19 @@ impl JsonRpcSseWatcher {
             .feed(chunk, &mut |data| error_codes(data, &mut *on_code));
     }
 
+    /// Observes the next body chunk, calling `on_message` for each message of each event
+    /// that completes in it (see [`messages`]).
+    pub fn feed_messages(
+        &mut self,
+        chunk: &[u8],
+        every_result: bool,
+        on_message: &mut impl FnMut(MessageFacts),
+    ) {
+        self.sse.feed(chunk, &mut |data| {
+            messages(data, every_result, &mut *on_message)
+        });
+    }
+
     /// Ends the stream; see [`SseObserver::finish`] (an incomplete last event is not counted).
     pub fn finish(&mut self) -> bool {
         self.sse.finish()
@@ -119,11 +182,12 @@ impl JsonRpcSseWatcher {
     }
 }
 
-/// The codes found in one document; only a batch needs (and only then allocates) a vector.
+/// The messages found in one document; only a batch needs (and only then allocates) a
+/// vector.
 enum Found {
     None,
-    One(i64),
-    Many(Vec<i64>),
+    One(MessageFacts),
+    Many(Vec<MessageFacts>),
 }
 
 /// Top level: an object (one message), an array (a batch) or anything else (ignored).
@@ -141,19 +205,15 @@ impl<'de> Deserialize<'de> for Codes {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Codes, A::Error> {
-                let found = match message_code(map)? {
-                    Some(code) => Found::One(code),
-                    None => Found::None,
-                };
-                Ok(Codes(found))
+                Ok(Codes(Found::One(message_facts(map)?)))
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Codes, A::Error> {
-                let mut codes = Vec::new();
-                while let Some(Message(code)) = seq.next_element()? {
-                    codes.extend(code);
+                let mut found = Vec::new();
+                while let Some(Message(facts)) = seq.next_element()? {
+                    found.extend(facts);
                 }
-                Ok(Codes(Found::Many(codes)))
+                Ok(Codes(Found::Many(found)))
             }
 
             ignore_scalars!(Codes(Found::None));
@@ -163,18 +223,20 @@ impl<'de> Deserialize<'de> for Codes {
     }
 }
 
-/// Reads one message object's members, returning its `error.code` if it has one.
-fn message_code<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<i64>, A::Error> {
-    let mut code = None;
+/// Reads one message object's members: its id, `error.code` and `result.isError`.
+fn message_facts<'de, A: MapAccess<'de>>(mut map: A) -> Result<MessageFacts, A::Error> {
+    let mut facts = MessageFacts::default();
     while let Some(key) = map.next_key::<Key>()? {
         match key {
-            Key::Error => code = map.next_value::<ErrorMember>()?.0,
-            Key::Code | Key::Other => {
+            Key::Error => facts.error_code = map.next_value::<ErrorMember>()?.0,
+            Key::Result => facts.tool_error = map.next_value::<ResultMember>()?.0,
+            Key::Id => facts.id = Some(map.next_value::<serde_json::Value>()?),
+            Key::Code | Key::IsError | Key::Other => {
                 map.next_value::<IgnoredAny>()?;
             }
         }
     }
-    Ok(code)
+    Ok(facts)
 }
 
 /// Drains an array we are not interested in.
@@ -183,8 +245,8 @@ fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
     Ok(())
 }
 
-/// One element of a batch: a message's error code, or `None` for anything else.
-struct Message(Option<i64>);
+/// One element of a batch: a message's facts, or `None` for anything that is no object.
+struct Message(Option<MessageFacts>);
 
 impl<'de> Deserialize<'de> for Message {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -198,7 +260,7 @@ impl<'de> Deserialize<'de> for Message {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Message, A::Error> {
-                message_code(map).map(Message)
+                message_facts(map).map(|m| Message(Some(m)))
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Message, A::Error> {
@@ -216,6 +278,9 @@ impl<'de> Deserialize<'de> for Message {
 enum Key {
     Error,
     Code,
+    Id,
+    Result,
+    IsError,
     Other,
 }
 
@@ -234,6 +299,9 @@ impl<'de> Deserialize<'de> for Key {
                 Ok(match key {
                     "error" => Key::Error,
                     "code" => Key::Code,
+                    "id" => Key::Id,
+                    "result" => Key::Result,
+                    "isError" => Key::IsError,
                     _ => Key::Other,
                 })
             }
@@ -262,7 +330,7 @@ impl<'de> Deserialize<'de> for ErrorMember {
                 while let Some(key) = map.next_key::<Key>()? {
                     match key {
                         Key::Code => code = map.next_value::<Code>()?.0,
-                        Key::Error | Key::Other => {
+                        Key::Error | Key::Id | Key::Result | Key::IsError | Key::Other => {
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
@@ -278,6 +346,109 @@ impl<'de> Deserialize<'de> for ErrorMember {
         }
 
         deserializer.deserialize_any(ErrorVisitor)
+    }
+}
+
+/// The value of a `result` member: `Some(isError == true)` for an object, `None` otherwise.
+struct ResultMember(Option<bool>);
+
+impl<'de> Deserialize<'de> for ResultMember {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ResultVisitor;
+
+        impl<'de> Visitor<'de> for ResultVisitor {
+            type Value = ResultMember;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON-RPC result")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ResultMember, A::Error> {
+                let mut is_error = false;
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::IsError => is_error = map.next_value::<Flag>()?.0,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(ResultMember(Some(is_error)))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ResultMember, A::Error> {
+                skip_seq(seq).map(|()| ResultMember(None))
+            }
+
+            ignore_scalars!(ResultMember(None));
+        }
+
+        deserializer.deserialize_any(ResultVisitor)
+    }
+}
+
+/// A member that counts only when it is the JSON literal `true`.
+struct Flag(bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = IgnoredOrBool::deserialize(deserializer)?;
+        Ok(Flag(matches!(value, IgnoredOrBool::Bool(true))))
+    }
+}
+
+/// `true`/`false`, or anything else (skipped without being built).
+enum IgnoredOrBool {
+    Bool(bool),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for IgnoredOrBool {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FlagVisitor;
+
+        impl<'de> Visitor<'de> for FlagVisitor {
+            type Value = IgnoredOrBool;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a boolean")
+            }
+
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<IgnoredOrBool, E> {
+                Ok(IgnoredOrBool::Bool(b))
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<IgnoredOrBool, E> {
+                Ok(IgnoredOrBool::Other)
+            }
+
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<IgnoredOrBool, E> {
+                Ok(IgnoredOrBool::Other)
+            }
+
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<IgnoredOrBool, E> {
+                Ok(IgnoredOrBool::Other)
+            }
+
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<IgnoredOrBool, E> {
+                Ok(IgnoredOrBool::Other)
+            }
+
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<IgnoredOrBool, E> {
+                Ok(IgnoredOrBool::Other)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<IgnoredOrBool, A::Error> {
+                skip_seq(seq).map(|()| IgnoredOrBool::Other)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<IgnoredOrBool, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(IgnoredOrBool::Other)
+            }
+        }
+
+        deserializer.deserialize_any(FlagVisitor)
     }
 }
 
@@ -460,15 +631,77 @@ mod tests {
     #[test]
     fn prefilter_skips_results_with_ordinary_escapes() {
         for json in [
-            r#"{"id":1,"result":{"text":"plain","isError":false}}"#,
+            r#"{"id":1,"result":{"text":"plain"}}"#,
             r#"{"id":1,"result":{"text":"caf\u00e9 \u2014 \u003cb\u003e \"quoted\" \\ \n"}}"#,
             r#"{"id":1,"result":{"errors":[],"error_count":0,"text":"\"error\\"}}"#,
         ] {
             assert!(!may_contain_error_member(json.as_bytes()), "{json}");
         }
-        for json in [r#"{"error":1}"#, r#"{"x":"\u0072"}"#, r#"{"x":"\u007"}"#] {
+        for json in [
+            r#"{"error":1}"#,
+            r#"{"x":"\u0072"}"#,
+            r#"{"x":"\u007"}"#,
+            r#"{"result":{"isError":false}}"#,
+            r#"{"result":{"is\u0045rror":true}}"#,
+        ] {
             assert!(may_contain_error_member(json.as_bytes()), "{json}");
         }
+    }
+
+    fn facts(json: &str, every_result: bool) -> Vec<MessageFacts> {
+        let mut found = Vec::new();
+        messages(json.as_bytes(), every_result, &mut |m| found.push(m));
+        found
+    }
+
+    #[test]
+    fn tool_results_report_is_error_and_their_id() {
+        let failing = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"boom"}],"isError":true}}"#;
+        assert_eq!(
+            facts(failing, false),
+            [MessageFacts {
+                id: Some(serde_json::json!(7)),
+                error_code: None,
+                tool_error: Some(true),
+            }]
+        );
+        let fine = r#"{"jsonrpc":"2.0","id":"a","result":{"content":[]}}"#;
+        assert!(
+            facts(fine, false).is_empty(),
+            "pre-filtered: no error in sight"
+        );
+        assert_eq!(facts(fine, true)[0].tool_error, Some(false));
+        assert_eq!(facts(fine, true)[0].id, Some(serde_json::json!("a")));
+        for odd in [
+            r#"{"id":1,"result":{"isError":"true"}}"#,
+            r#"{"id":1,"result":{"isError":1}}"#,
+            r#"{"id":1,"result":{"isError":null}}"#,
+            r#"{"id":1,"result":{"isError":{"x":true}}}"#,
+            r#"{"id":1,"result":{"data":{"isError":true}}}"#,
+        ] {
+            assert_eq!(facts(odd, true)[0].tool_error, Some(false), "{odd}");
+        }
+        for not_a_result in [r#"{"id":1,"result":[true]}"#, r#"{"id":1,"result":true}"#] {
+            assert!(facts(not_a_result, true).is_empty(), "{not_a_result}");
+        }
+        let escaped = r#"{"id":1,"result":{"is\u0045rror":true}}"#;
+        assert_eq!(facts(escaped, false)[0].tool_error, Some(true));
+        let batch = r#"[{"id":1,"result":{"isError":true}},{"id":2,"error":{"code":-32602}},{"id":3,"result":{}}]"#;
+        let found = facts(batch, true);
+        assert_eq!(found.len(), 3);
+        assert_eq!(found[1].error_code, Some(-32602));
+        assert_eq!(found[2].tool_error, Some(false));
+    }
+
+    #[test]
+    fn tool_call_ids_of_single_and_batched_requests() {
+        let one = br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"x"}}"#;
+        assert_eq!(tool_call_ids(one), [serde_json::json!(3)]);
+        let batch = br#"[{"id":"a","method":"tools/call"},{"id":2,"method":"tools/list"},{"method":"tools/call"}]"#;
+        assert_eq!(tool_call_ids(batch), [serde_json::json!("a")]);
+        assert!(tool_call_ids(br#"{"id":1,"method":"tools/list"}"#).is_empty());
+        assert!(tool_call_ids(b"tools/call but not json").is_empty());
+        assert!(tool_call_ids(br#"{"id":1,"method":"x","params":"tools/call"}"#).is_empty());
     }
 
     #[test]
