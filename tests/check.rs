@@ -15,6 +15,42 @@ fn the_shipped_example_is_valid() {
     let (code, stdout, stderr) = run_warden(&["check", "--config", "proxy.yaml"], repo_root());
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("ok"), "{stdout}");
+    assert!(
+        !stderr.contains("warning"),
+        "the example warns about nothing: {stderr}"
+    );
+}
+
+#[test]
+fn a_circuit_one_request_can_open_is_a_warning_not_an_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let yaml = "version: 1
+defaults:
+  retry: { max_attempts: 3 }
+connections:
+  - name: billing
+    api:
+      listen: 127.0.0.1:15003
+      upstream: https://api.example.com
+      circuit: { consecutive_failures: 3 }
+  - name: crm
+    mcp:
+      listen: 127.0.0.1:15001
+      upstream: https://mcp.example.com
+      retry: { max_attempts: 2 }
+      circuit: { consecutive_failures: 3 }
+";
+    std::fs::write(dir.path().join("proxy.yaml"), yaml).expect("write");
+    let (code, stdout, stderr) = run_warden(&["check", "--config", "proxy.yaml"], dir.path());
+    assert_eq!(code, 0, "a warning does not fail the check: {stderr}");
+    assert!(stdout.contains("ok"), "{stdout}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains("connections[0].api.circuit.consecutive_failures")
+            && warnings[0].contains("one request alone can open the circuit"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 pub fn check(path: &Path) -> ExitCode {
     match warden_config::load(path) {
         Ok(config) => {
+            for warning in warden_config::warnings(&config) {
+                eprintln!("{}: warning: {warning}", path.display());
+            }
             let routes = config.routes().count();
             println!(
                 "{}: ok ({} connection(s), {routes} route(s), {} rule(s))",

@@ -107,6 +107,9 @@ async fn serve(config: Config, watched: Option<reload::Watched>) -> anyhow::Resu
     let signals = Signals::install()?;
     let running = launch(&config).await?;
     log_listening(&config, &running.proxy.bound().await);
+    for warning in warden_config::warnings(&config) {
+        tracing::warn!(key = %warning.path, message = %warning.message, "config warning");
+    }
 
     let drain_timeout = Arc::new(std::sync::Mutex::new(config.shutdown.drain_timeout));
     let (hangups, terminated) = signals.split();

@@ -12,6 +12,7 @@ mod defaults;
 mod diag;
 mod duration;
 mod forms;
+mod lint;
 mod located;
 mod model;
 mod raw;
@@ -24,6 +25,7 @@ mod validate;
 pub use defaults::{DEFAULT_ADMIN_LISTEN, DEFAULT_EVENTS_PER_CONNECTION, ZERO_CONFIG_TOKEN_PATH};
 pub use diag::{Diagnostic, render};
 pub use duration::parse_duration;
+pub use lint::{Warning, warnings};
 pub use model::*;
 pub use schema::json_schema;
 

@@ -7,10 +7,10 @@ use std::time::{Instant, SystemTime};
 
 use metrics::{Gauge, gauge};
 use tokio::sync::watch;
-use warden_config::{Config, Connection, Role};
+use warden_config::{Config, Connection, ErrorKind, Role};
 use warden_health::{
-    Changes, ConnectionHealth, Gate, GateRequest, HealthDetail, HealthRow, HealthSettings,
-    ProbeOutcome, State, TokenOutcome, UpstreamOutcome,
+    Changes, ConnectionHealth, Gate, GateRequest, GrantType, HealthDetail, HealthEvent, HealthRow,
+    HealthSettings, ProbeOutcome, State, TokenOutcome, UpstreamOutcome,
 };
 
 /// Every connection's health, by name and in config order. The data plane holds each
@@ -143,20 +143,24 @@ impl ConnHealth {
     }
 
     pub fn record_token(&self, outcome: TokenOutcome<'_>) {
-        let changes = self.lock().record_token(outcome, SystemTime::now());
-        self.apply(changes);
+        self.change(|r| r.record_token(outcome, SystemTime::now()));
     }
 
     pub fn record_upstream(&self, role: Role, outcome: UpstreamOutcome) {
-        let changes = self
-            .lock()
-            .record_upstream(role, outcome, SystemTime::now());
-        self.apply(changes);
+        self.change(|r| r.record_upstream(role, outcome, SystemTime::now()));
     }
 
     pub fn record_probe(&self, role: Role, outcome: ProbeOutcome) {
-        let changes = self.lock().record_probe(role, outcome, SystemTime::now());
-        self.apply(changes);
+        self.change(|r| r.record_probe(role, outcome, SystemTime::now()));
+    }
+
+    /// Runs a mutation and applies its changes, with the new state's reason for the log.
+    fn change(&self, mutate: impl FnOnce(&mut ConnectionHealth) -> Changes) {
+        let mut record = self.lock();
+        let changes = mutate(&mut record);
+        let reason = changes.state_changed.and_then(|_| record.reason().cloned());
+        drop(record);
+        self.apply(changes, reason.as_ref());
     }
 
     pub fn set_next_probe(&self, role: Role, at: Instant) {
@@ -166,8 +170,7 @@ impl ConnHealth {
     fn reconfigure(&self, connection: &Connection, events: usize) {
         let roles: Vec<Role> = connection.routes.iter().map(|r| r.role).collect();
         let settings = HealthSettings::for_connection(connection, events);
-        let changes = self.lock().reconfigure(&roles, settings);
-        self.apply(changes);
+        self.change(|r| r.reconfigure(&roles, settings));
     }
 
     pub fn is_circuit_open(&self, role: Role) -> bool {
@@ -179,7 +182,7 @@ impl ConnHealth {
         let changes = record.reset(SystemTime::now());
         let row = record.snapshot();
         drop(record);
-        self.apply(changes);
+        self.apply(changes, row.reason.as_ref());
         row
     }
 
@@ -191,15 +194,44 @@ impl ConnHealth {
         self.lock().detail()
     }
 
-    fn apply(&self, changes: Changes) {
+    /// Moves the gauges and logs a state change with its cause: WARN into
+    /// `needs_reauth` or `circuit_open` (what an operator must act on), INFO otherwise.
+    fn apply(&self, changes: Changes, reason: Option<&HealthEvent>) {
         if let Some((from, to)) = changes.state_changed {
             self.gauges.set(to);
-            tracing::info!(
-                connection = %self.name,
-                from = from.as_str(),
-                to = to.as_str(),
-                "connection state changed"
-            );
+            let role = reason.and_then(|e| e.role).map(Role::as_str);
+            let cause = reason.map(|e| e.kind.as_str());
+            let status = reason.and_then(|e| e.status);
+            let code = reason.and_then(|e| e.idp_error_code.as_deref());
+            let error_kind = reason.and_then(|e| e.error_kind).map(ErrorKind::as_str);
+            let grant_type = reason.and_then(|e| e.grant_type).map(GrantType::as_str);
+            if matches!(to, State::NeedsReauth | State::CircuitOpen) {
+                tracing::warn!(
+                    connection = %self.name,
+                    from = from.as_str(),
+                    to = to.as_str(),
+                    role,
+                    cause,
+                    status,
+                    code,
+                    error_kind,
+                    grant_type,
+                    "connection state changed"
+                );
+            } else {
+                tracing::info!(
+                    connection = %self.name,
+                    from = from.as_str(),
+                    to = to.as_str(),
+                    role,
+                    cause,
+                    status,
+                    code,
+                    error_kind,
+                    grant_type,
+                    "connection state changed"
+                );
+            }
         }
         for role in changes.circuits_opened.iter() {
             tracing::warn!(connection = %self.name, role = %role, "circuit opened");

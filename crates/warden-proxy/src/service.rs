@@ -339,6 +339,10 @@ impl RouteCtx {
     ) -> LeaderAnswer {
         let publisher = match self.coalescer.join(key) {
             Joined::Follow(slot) => {
+                tracing::debug!(
+                    connection = %self.connection,
+                    "refresh grant joins the exchange in flight"
+                );
                 let shared = coalesce::wait(slot).await.unwrap_or_else(|| {
                     Arc::new(Shared {
                         answer: Err(LocalError::Unreachable(ErrorKind::Reset)),
