@@ -116,15 +116,31 @@ connections:
     let rows = table(&out);
     assert_eq!(
         rows[0],
-        ["NAME", "STATE", "CIRCUITS", "IDP CODE", "LAST EVENT", "AGE"]
+        [
+            "NAME",
+            "STATE",
+            "CIRCUITS",
+            "IDP CODE",
+            "REASON",
+            "LAST EVENT",
+            "AGE"
+        ]
     );
     assert_eq!(
         line(&rows, "crm"),
-        ["crm", "healthy", "mcp:closed,oauth:closed", "-", "-", "-"]
+        [
+            "crm",
+            "healthy",
+            "mcp:closed,oauth:closed",
+            "-",
+            "-",
+            "-",
+            "-"
+        ]
     );
     assert_eq!(
         line(&rows, "inventory-api"),
-        ["inventory-api", "healthy", "api:closed", "-", "-", "-"]
+        ["inventory-api", "healthy", "api:closed", "-", "-", "-", "-"]
     );
     // Aligned: every column starts at the same offset on every line.
     let lines: Vec<&str> = out.lines().take(3).collect();
@@ -146,7 +162,8 @@ connections:
     assert_eq!(crm[1], "degraded");
     assert_eq!(crm[3], "temporarily_unavailable");
     assert_eq!(crm[4], "refresh_failed_transient oauth 503");
-    assert!(crm[5].ends_with('s'), "age in seconds: {crm:?}");
+    assert_eq!(crm[5], "refresh_failed_transient oauth 503");
+    assert!(crm[6].ends_with('s'), "age in seconds: {crm:?}");
 
     // The IdP rejects the client: needs_reauth, exit 1, and the advice under the table.
     assert_eq!(token(oauth).await, 400);
@@ -156,6 +173,7 @@ connections:
     assert_eq!(crm[1], "needs_reauth");
     assert_eq!(crm[3], "invalid_client");
     assert_eq!(crm[4], "refresh_failed_revoked oauth 400");
+    assert_eq!(crm[5], "refresh_failed_revoked oauth 400");
     assert!(
         out.contains(
             "crm: the IdP answered invalid_client: fix the client secret first, then reconnect"

@@ -279,7 +279,7 @@ impl Drop for Browser {
 /// summary and whether the page's stylesheet applied (a CSP refusal would leave the badge unstyled).
 const SNAPSHOT: &str = r##"
 const shown = (id) => getComputedStyle(document.getElementById(id)).display !== "none";
-const rows = [...document.querySelectorAll("#rows tr")].map((tr) => {
+const rows = [...document.querySelectorAll("#rows tr[data-name]")].map((tr) => {
   const badge = tr.querySelector(".badge");
   const circuits = {};
   for (const c of tr.querySelectorAll("[data-role]")) circuits[c.dataset.role] = c.textContent;
@@ -302,6 +302,8 @@ return {
   styled: badge ? getComputedStyle(badge).display === "inline-block" : null,
   live: document.getElementById("status").getAttribute("aria-live"),
   headers: [...document.querySelectorAll("thead th")].map((th) => th.getAttribute("scope")),
+  history: [...document.querySelectorAll("#rows tr.history")].filter((tr) => !tr.hidden)
+    .map((tr) => ({ after: tr.previousElementSibling.dataset.name, text: tr.textContent })),
 };
 "##;
 
@@ -463,7 +465,7 @@ connections:
     );
     assert_eq!(shown["live"], "polite");
     assert_eq!(shown["stale"], Value::Null);
-    assert_eq!(shown["headers"], json!(vec!["col"; 7]));
+    assert_eq!(shown["headers"], json!(vec!["col"; 8]));
     assert_eq!(
         shown["summary"],
         "6 connections: 1 reauth, 1 circuit open, 1 degraded"
@@ -480,12 +482,17 @@ connections:
     // What to do is on the page too, not only in the tooltip.
     assert_eq!(crm["advice"], title);
     assert_eq!(crm["cells"][2], "needs_reauth");
+    // The reason explains the state; here it is also the newest event.
     assert_eq!(
         crm["cells"][4],
         "refresh_failed_revoked · oauth · 400 invalid_client"
     );
+    assert_eq!(
+        crm["cells"][5],
+        "refresh_failed_revoked · oauth · 400 invalid_client"
+    );
     assert!(
-        crm["cells"][5]
+        crm["cells"][6]
             .as_str()
             .is_some_and(|age| age.ends_with(" s ago")),
         "{crm}"
@@ -505,6 +512,12 @@ connections:
         json!({ "mcp": "mcp open", "oauth": "oauth closed" })
     );
     assert_eq!(search_row["cells"][2], "circuit_open");
+    assert!(
+        search_row["cells"][4]
+            .as_str()
+            .is_some_and(|r| r.starts_with("circuit_opened · mcp")),
+        "{search_row}"
+    );
 
     let billing = row(&shown, "billing");
     assert_eq!(billing["badge"], "refresh failing");
@@ -515,6 +528,12 @@ connections:
         "{billing}"
     );
     assert_eq!(billing["cells"][2], "degraded");
+    assert!(
+        billing["cells"][4]
+            .as_str()
+            .is_some_and(|r| r.starts_with("refresh_failed_transient · oauth · 503")),
+        "{billing}"
+    );
 
     let ledger_row = row(&shown, "ledger");
     assert_eq!(ledger_row["badge"], "", "{ledger_row}");
@@ -524,6 +543,7 @@ connections:
         let r = row(&shown, healthy);
         assert_eq!(r["badge"], "", "{r}");
         assert_eq!(r["cells"][2], "healthy");
+        assert_eq!(r["cells"][4], "—", "healthy has no reason: {r}");
     }
     assert_eq!(
         row(&shown, "docs")["circuits"],
@@ -533,7 +553,24 @@ connections:
         row(&shown, "metrics-api")["circuits"],
         json!({ "api": "api closed" })
     );
-    assert_eq!(row(&shown, "metrics-api")["cells"][4], "none");
+    assert_eq!(row(&shown, "metrics-api")["cells"][5], "none");
+
+    // A row opens to show its event history, newest first, fetched from the admin API.
+    browser
+        .click("button[aria-label='History of billing']")
+        .await;
+    let shown = browser
+        .wait_until("billing's history", SNAPSHOT, |v| {
+            v["history"]
+                .as_array()
+                .is_some_and(|h| h.iter().any(|e| e["after"] == "billing"))
+        })
+        .await;
+    let history = shown["history"][0]["text"].as_str().expect("history text");
+    assert!(
+        history.contains("refresh_failed_transient · oauth · 503"),
+        "{history}"
+    );
 
     // A state change reaches the page by polling: the docs MCP server starts failing. The
     // row is updated in place: whoever had the focus on its Reset button keeps it.
@@ -558,6 +595,10 @@ connections:
     let docs_row = row(&shown, "docs");
     assert_eq!(
         docs_row["cells"][4],
+        "upstream_failed_transient · mcp · 503"
+    );
+    assert_eq!(
+        docs_row["cells"][5],
         "upstream_failed_transient · mcp · 503"
     );
     assert!(

@@ -161,7 +161,14 @@ connections:
     println!(
         "warden demo: one connection, `demo`, with an MCP server and its IdP, both simulated."
     );
-    println!("  status page  http://{admin}/");
+    // The page polls every 10 s by default, slower than the script moves: ask for a poll
+    // that keeps up with it.
+    let poll = (args.step / 6).clamp(Duration::from_millis(200), Duration::from_secs(1));
+    println!(
+        "  status page  http://{admin}/?poll={}  (polls every {} ms, to keep up with the script)",
+        poll.as_millis(),
+        poll.as_millis()
+    );
     println!("  health API   http://{admin}/api/v1/connections/health");
     println!("  metrics      http://{admin}/metrics");
     println!(
@@ -182,8 +189,9 @@ connections:
             };
             let state = row.state;
             if last != Some(state) {
+                // The event that explains the state, not merely the newest one.
                 let why = row
-                    .last_event
+                    .reason
                     .as_ref()
                     .map(|e| {
                         let mut s = e.kind.as_str().to_owned();
@@ -194,7 +202,7 @@ connections:
                         }
                         s
                     })
-                    .unwrap_or_else(|| "no events yet".to_owned());
+                    .unwrap_or_else(|| "-".to_owned());
                 println!(
                     "{:>6.1}s  state: {:<13} {why}",
                     started.elapsed().as_secs_f64(),

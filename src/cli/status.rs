@@ -172,12 +172,22 @@ fn needs_attention(row: &Value) -> bool {
             .is_some_and(|c| c.values().any(|v| v == "open"))
 }
 
-const HEADERS: [&str; 6] = ["NAME", "STATE", "CIRCUITS", "IDP CODE", "LAST EVENT", "AGE"];
+/// REASON is the event that explains the state (blank when healthy); LAST EVENT is merely
+/// the newest, which may be bookkeeping.
+const HEADERS: [&str; 7] = [
+    "NAME",
+    "STATE",
+    "CIRCUITS",
+    "IDP CODE",
+    "REASON",
+    "LAST EVENT",
+    "AGE",
+];
 
 /// The aligned table. Colour, when on, marks only the state (and open circuits): padding is
 /// computed on the plain text so escape codes never shift a column.
 fn table(rows: &[Value], now: SystemTime, colour: bool) -> String {
-    let cells: Vec<[String; 6]> = rows.iter().map(|row| cells(row, now)).collect();
+    let cells: Vec<[String; 7]> = rows.iter().map(|row| cells(row, now)).collect();
     let mut widths = HEADERS.map(str::len);
     for row in &cells {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -185,7 +195,7 @@ fn table(rows: &[Value], now: SystemTime, colour: bool) -> String {
         }
     }
     let mut out = String::new();
-    let header: [String; 6] = HEADERS.map(str::to_owned);
+    let header: [String; 7] = HEADERS.map(str::to_owned);
     for (i, row) in std::iter::once(&header).chain(&cells).enumerate() {
         let mut line = String::new();
         for (col, (cell, width)) in row.iter().zip(widths).enumerate() {
@@ -244,7 +254,37 @@ fn paint(text: &str, sgr: &str) -> String {
     format!("\x1b[{sgr}m{text}\x1b[0m")
 }
 
-fn cells(row: &Value, now: SystemTime) -> [String; 6] {
+/// `type role status error_kind [grant]`: an event in one cell.
+fn describe(event: &Value) -> String {
+    if !event.is_object() {
+        return "-".to_owned();
+    }
+    let mut parts = vec![
+        event["type"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("-")
+            .to_owned(),
+    ];
+    if let Some(role) = event["role"].as_str() {
+        parts.push(role.to_owned());
+    }
+    if let Some(status) = event["status"].as_u64() {
+        parts.push(status.to_string());
+    }
+    if let Some(kind) = event["error_kind"].as_str() {
+        parts.push(kind.to_owned());
+    }
+    // A failed client_credentials grant is not a failed refresh, whatever the type says.
+    if let Some(grant) = event["grant_type"].as_str()
+        && grant != "refresh_token"
+    {
+        parts.push(format!("grant={grant}"));
+    }
+    parts.join(" ")
+}
+
+fn cells(row: &Value, now: SystemTime) -> [String; 7] {
     let text = |v: &Value| {
         v.as_str()
             .filter(|s| !s.is_empty())
@@ -262,32 +302,18 @@ fn cells(row: &Value, now: SystemTime) -> [String; 6] {
         })
         .unwrap_or_else(|| "-".to_owned());
     let event = &row["last_event"];
-    let (last, age) = if event.is_object() {
-        let mut parts = vec![text(&event["type"])];
-        if let Some(role) = event["role"].as_str() {
-            parts.push(role.to_owned());
-        }
-        if let Some(status) = event["status"].as_u64() {
-            parts.push(status.to_string());
-        }
-        if let Some(kind) = event["error_kind"].as_str() {
-            parts.push(kind.to_owned());
-        }
-        let age = event["at"]
-            .as_str()
-            .and_then(parse_rfc3339)
-            .map(|at| age(now.duration_since(at).unwrap_or(Duration::ZERO)))
-            .unwrap_or_else(|| "-".to_owned());
-        (parts.join(" "), age)
-    } else {
-        ("-".to_owned(), "-".to_owned())
-    };
+    let age = event["at"]
+        .as_str()
+        .and_then(parse_rfc3339)
+        .map(|at| age(now.duration_since(at).unwrap_or(Duration::ZERO)))
+        .unwrap_or_else(|| "-".to_owned());
     [
         text(&row["name"]),
         text(&row["state"]),
         circuits,
         text(&row["idp_error_code"]),
-        last,
+        describe(&row["reason"]),
+        describe(event),
         age,
     ]
 }
