@@ -13,8 +13,8 @@ use crate::diag::Diags;
 use crate::located::{join_index, join_key};
 use crate::model::Role;
 use crate::raw::{
-    CONFIG_KEYS, CONNECTION_KEYS, POLICY_KEYS, RawAdmin, RawDefaults, RawLimits, RawRoute, RawRule,
-    RawShutdown,
+    CONFIG_KEYS, CONNECTION_KEYS, POLICY_KEYS, RawAdmin, RawDefaults, RawLimits, RawLog, RawRoute,
+    RawRule, RawShutdown,
 };
 use crate::strict::Strict;
 
@@ -44,6 +44,7 @@ pub(crate) struct Decoded {
     pub limits: Part<RawLimits>,
     pub events_per_connection: Part<u64>,
     pub shutdown: Part<RawShutdown>,
+    pub log: Part<RawLog>,
     pub connections: Vec<DecodedConnection>,
     /// Whether `connections` was a list with no items (as opposed to absent or broken).
     pub connections_empty: bool,
@@ -77,6 +78,7 @@ pub(crate) fn decode(root: &Value, diags: &mut Diags) -> Decoded {
         limits: Part::Absent,
         events_per_connection: Part::Absent,
         shutdown: Part::Absent,
+        log: Part::Absent,
         connections: Vec::new(),
         connections_empty: false,
         rules: Vec::new(),
@@ -108,6 +110,7 @@ pub(crate) fn decode(root: &Value, diags: &mut Diags) -> Decoded {
     out.limits = part(map, "", "limits", diags);
     out.events_per_connection = part(map, "", "events_per_connection", diags);
     out.shutdown = part(map, "", "shutdown", diags);
+    out.log = part(map, "", "log", diags);
     if matches!(out.version, Part::Absent) {
         diags.error("", "missing required key `version` (write `version: 1`)");
     }

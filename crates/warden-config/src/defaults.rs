@@ -4,7 +4,9 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use crate::model::{Admin, Backoff, Budget, Circuit, Limits, Probe, Retry, Shutdown, Timeouts};
+use crate::model::{
+    Admin, Backoff, Budget, Circuit, Limits, Log, Probe, Retry, Shutdown, Timeouts,
+};
 
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9901));
@@ -29,6 +31,14 @@ impl Default for Limits {
             max_request_body_bytes: 10 * 1024 * 1024,
             max_header_bytes: 64 * 1024,
         }
+    }
+}
+
+/// The access log is on by default: a sidecar's per-request line is what ties an app's
+/// failure to an upstream answer.
+impl Default for Log {
+    fn default() -> Self {
+        Log { access: true }
     }
 }
 

@@ -156,6 +156,7 @@ pub fn zero_config(z: &ZeroConfig) -> Result<Config, ConfigError> {
         limits: Limits::default(),
         events_per_connection: DEFAULT_EVENTS_PER_CONNECTION,
         shutdown: Shutdown::default(),
+        log: Log::default(),
         connections: vec![Connection {
             name: "default".into(),
             routes: vec![Route {

@@ -15,6 +15,7 @@ pub struct Config {
     pub limits: Limits,
     pub events_per_connection: usize,
     pub shutdown: Shutdown,
+    pub log: Log,
     pub connections: Vec<Connection>,
     pub policy: Policy,
 }
@@ -46,6 +47,12 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shutdown {
     pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Log {
+    /// One structured line per request at INFO.
+    pub access: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -36,6 +36,8 @@ pub(crate) struct RawConfig {
     #[schemars(range(min = 1, max = 10000))]
     pub events_per_connection: Option<u64>,
     pub shutdown: Option<RawShutdown>,
+    /// What warden logs.
+    pub log: Option<RawLog>,
     /// Upstream connections: each has one to three routes (mcp, api, oauth).
     #[schemars(length(min = 1))]
     pub connections: Vec<RawConnection>,
@@ -51,6 +53,7 @@ pub(crate) const CONFIG_KEYS: &[&str] = &[
     "limits",
     "events_per_connection",
     "shutdown",
+    "log",
     "connections",
     "policy",
 ];
@@ -173,6 +176,15 @@ pub(crate) struct RawLimits {
 pub(crate) struct RawShutdown {
     /// How long in-flight requests may finish after SIGTERM; 0s stops at once. Default 30s.
     pub drain_timeout: Option<DurationStr>,
+}
+
+/// What warden logs.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Log")]
+pub(crate) struct RawLog {
+    /// One structured line per request at INFO (no query string, no secrets). Default true.
+    pub access: Option<bool>,
 }
 
 /// One upstream connection: an MCP server or HTTP API and the authorization server that

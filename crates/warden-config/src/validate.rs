@@ -10,6 +10,7 @@ use crate::decode::{Decoded, DecodedConnection, Part};
 use crate::diag::Diags;
 use crate::duration::parse_duration;
 use crate::located::join_key;
+use crate::model::Log;
 use crate::model::{Admin, Config, Connection, Limits, Role, Route, Scheme, Shutdown, Tls};
 use crate::raw::{RawDefaults, RawLimits, RawRoute, RawTls};
 use crate::settings::{Layer, resolve};
@@ -39,6 +40,13 @@ pub(crate) fn validate(decoded: &Decoded, diags: &mut Diags) -> Option<Config> {
         Part::Absent | Part::Broken => DEFAULT_EVENTS_PER_CONNECTION,
     };
     let shutdown = shutdown(decoded, diags);
+    let log = Log {
+        access: decoded
+            .log
+            .get()
+            .and_then(|l| l.access)
+            .unwrap_or(Log::default().access),
+    };
 
     let defaults = decoded.defaults.get();
     // Checked on their own too: a bad default is an error even if every route overrides it.
@@ -86,6 +94,7 @@ pub(crate) fn validate(decoded: &Decoded, diags: &mut Diags) -> Option<Config> {
         limits,
         events_per_connection,
         shutdown,
+        log,
         connections,
         policy: policy?,
     })

@@ -88,7 +88,7 @@ fn billing_api_route() {
         api.upstream.authority.as_str(),
         "api.billing.example.com:8443"
     );
-    assert_eq!(api.circuit.consecutive_failures, 3);
+    assert_eq!(api.circuit.consecutive_failures, 6);
     assert_eq!(api.circuit.probe.path, "/healthz");
     assert_eq!(api.circuit.probe.interval, Duration::from_secs(1));
     assert_eq!(c.routes().count(), 3);

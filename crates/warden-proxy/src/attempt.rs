@@ -40,6 +40,9 @@ pub(crate) struct RequestInfo {
     pub grant_type: Option<String>,
     /// A `refresh_token` grant: counted in `warden_token_refresh_total`.
     pub refresh_grant: bool,
+    /// For the access log; `None` when it is off.
+    pub request_id: Option<HeaderValue>,
+    pub trace_id: Option<String>,
 }
 
 /// One attempt's answer and what was concluded from it.
@@ -53,6 +56,9 @@ pub(crate) struct AttemptResult {
     /// The attempt's classification until health is told: by the retry loop when it
     /// discards this attempt, else when the client's answer ends.
     pub pending: Option<Pending>,
+    /// Which attempt this was (1 for the first), and how long it waited for its head.
+    pub number: u32,
+    pub upstream_seconds: f64,
 }
 
 impl AttemptResult {
@@ -153,7 +159,15 @@ impl RouteCtx {
         info: &RequestInfo,
         deadline: Instant,
     ) -> AttemptResult {
+        let number = attempt
+            .headers
+            .get(&crate::retry::X_WARDEN_ATTEMPT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let sent_at = Instant::now();
         let sent = self.send(attempt, info, deadline).await;
+        let upstream_seconds = sent_at.elapsed().as_secs_f64();
         let nothing_sent = matches!(
             &sent,
             Err(Failure::Upstream {
@@ -173,6 +187,8 @@ impl RouteCtx {
                         status: None,
                         nothing_sent,
                         pending: None,
+                        number,
+                        upstream_seconds,
                     };
                 }
             },
@@ -223,6 +239,8 @@ impl RouteCtx {
             decision: Some(decision),
             status,
             nothing_sent,
+            number,
+            upstream_seconds,
         }
     }
 

@@ -272,8 +272,11 @@ pin_project_lite::pin_project! {
 
     impl PinnedDrop for ResponseBody {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(finish) = this.project().finish.take() {
-                finish.end(End::Dropped);
+            let this = this.project();
+            if let Some(finish) = this.finish.take() {
+                // An empty body (a 204, a HEAD answer) is never polled: it ended, nobody left.
+                let end = if this.inner.is_end_stream() { End::Complete } else { End::Dropped };
+                finish.end(end);
             }
         }
     }

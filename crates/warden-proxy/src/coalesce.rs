@@ -18,6 +18,7 @@ use http_body_util::BodyExt as _;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use warden_config::{ErrorKind, Verdict};
+use warden_policy::RuleRef;
 
 use crate::attempt::AttemptResult;
 use crate::body::ResponseBody;
@@ -56,6 +57,27 @@ pub(crate) struct LeaderAnswer {
     pub response: Response<ResponseBody>,
     pub pending: Option<Pending>,
     pub verdict: Verdict,
+    /// What the access log says about the upstream exchange; `None` for a request that
+    /// shared another's.
+    pub exchange: Option<Exchanged>,
+}
+
+/// The upstream exchange behind an answer, for the access log.
+#[derive(Debug, Clone)]
+pub(crate) struct Exchanged {
+    pub attempts: u32,
+    pub upstream_seconds: f64,
+    pub rule: Option<RuleRef>,
+}
+
+impl Exchanged {
+    pub fn of(result: &AttemptResult) -> Exchanged {
+        Exchanged {
+            attempts: result.number,
+            upstream_seconds: result.upstream_seconds,
+            rule: result.decision.as_ref().map(|d| d.rule.clone()),
+        }
+    }
 }
 
 /// Splits a finished exchange into what the followers share and what the leader gets.
@@ -69,6 +91,7 @@ pub(crate) async fn share(
     role: warden_config::Role,
 ) -> (Shared, LeaderAnswer) {
     let verdict = result.verdict();
+    let exchange = Some(Exchanged::of(&result));
     let pending = result.pending;
     let together = |answer: Result<(StatusCode, HeaderMap, Bytes), LocalError>| {
         let shared = Shared { answer, verdict };
@@ -76,6 +99,7 @@ pub(crate) async fn share(
             response: shared.response(connection, role),
             pending: None,
             verdict,
+            exchange: exchange.clone(),
         };
         (shared, leader)
     };
@@ -143,6 +167,7 @@ pub(crate) async fn share(
                 response: Response::from_parts(parts, ResponseBody::resumed(buf.freeze(), body)),
                 pending,
                 verdict,
+                exchange,
             };
             (shared, leader)
         }

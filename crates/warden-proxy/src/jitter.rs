@@ -17,7 +17,7 @@ fn seed() -> u64 {
     h.finish()
 }
 
-fn next_u64() -> u64 {
+pub(crate) fn next_u64() -> u64 {
     STATE.with(|s| {
         let x = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
         s.set(x);

@@ -1,6 +1,7 @@
 //! warden's data plane: a listener per route forwarding to that route's upstream.
 #![forbid(unsafe_code)]
 
+mod access;
 mod attempt;
 mod body;
 mod coalesce;

@@ -16,6 +16,7 @@ use warden_health::{GrantType, TokenOutcome, UpstreamOutcome};
 use warden_policy::{Decision, Event, Observation, RuleRef};
 
 use crate::attempt::{RequestInfo, ResponseHeaders};
+use crate::coalesce::Exchanged;
 use crate::health::ConnHealth;
 use crate::metrics::{Outcome, ToolResult};
 use crate::observe::jsonrpc::{self, JsonRpcSseWatcher, MessageFacts};
@@ -158,6 +159,11 @@ pub(crate) enum End {
 pub(crate) struct Finish {
     ctx: Arc<RouteCtx>,
     info: Arc<RequestInfo>,
+    start: Instant,
+    /// The upstream exchange behind the answer, for the access log.
+    exchange: Option<Exchanged>,
+    /// Body bytes sent to the client so far.
+    bytes: u64,
     /// Time to the response head, which `warden_request_duration_seconds` measures: an
     /// SSE stream's length is not upstream latency.
     head_seconds: f64,
@@ -181,19 +187,24 @@ impl Finish {
         ctx: Arc<RouteCtx>,
         info: Arc<RequestInfo>,
         start: Instant,
+        status: u16,
         head_verdict: Verdict,
         pending: Option<Pending>,
+        exchange: Option<Exchanged>,
     ) -> Self {
         Finish {
             refresh_grant: info.refresh_grant,
             ctx,
             info,
+            start,
+            exchange,
+            bytes: 0,
             head_seconds: start.elapsed().as_secs_f64(),
             pending,
             head_verdict,
             body_verdict: None,
             broke_off: false,
-            status: None,
+            status: Some(status),
             response_headers: None,
             watch: None,
             tools: ToolCalls::None,
@@ -202,7 +213,6 @@ impl Finish {
 
     /// Looks at an MCP answer's body for JSON-RPC errors and tool results.
     pub fn watch(mut self, watch: Watch, head: &http::response::Parts, tools: ToolCalls) -> Self {
-        self.status = Some(head.status.as_u16());
         if self.ctx.body_rules() {
             self.response_headers = Some(head.headers.clone());
         }
@@ -213,6 +223,7 @@ impl Finish {
 
     /// One data frame on its way to the client.
     pub fn feed(&mut self, data: &[u8]) {
+        self.bytes += data.len() as u64;
         let Some(mut watch) = self.watch.take() else {
             return;
         };
@@ -275,9 +286,36 @@ impl Finish {
                 "answer reclassified by its body"
             );
         }
+        if self.ctx.access_log {
+            self.access_line(verdict, end);
+        }
         if let Some(pending) = self.pending.take() {
             pending.settle_as(verdict, self.broke_off);
         }
+    }
+
+    /// One line per request, when its answer ends: what an operator greps for first.
+    fn access_line(&self, verdict: Verdict, end: End) {
+        let exchange = self.exchange.as_ref();
+        tracing::info!(
+            target: "warden::access",
+            connection = %self.ctx.connection,
+            role = %self.ctx.role,
+            method = %self.info.method,
+            path = self.info.path.path(),
+            status = self.status,
+            verdict = verdict.as_str(),
+            rule = exchange.and_then(|e| e.rule.as_ref()).map(RuleRef::name),
+            attempts = exchange.map_or(0, |e| e.attempts),
+            upstream_ms = exchange.map(|e| e.upstream_seconds * 1000.0),
+            total_ms = self.start.elapsed().as_secs_f64() * 1000.0,
+            bytes = self.bytes,
+            error_kind = self.broke_off.then_some(ErrorKind::Reset.as_str()),
+            client_gone = end == End::Dropped,
+            request_id = self.info.request_id.as_ref().and_then(|v| v.to_str().ok()),
+            trace_id = self.info.trace_id.as_deref(),
+            "request"
+        );
     }
 
     /// One JSON-RPC message of the answer.

@@ -186,7 +186,7 @@ impl Proxy {
                 conn,
                 route,
                 client,
-                &config.limits,
+                config,
                 &prepared.classifier,
                 Arc::clone(&conn_health),
                 Arc::clone(&prepared.retry_slots),

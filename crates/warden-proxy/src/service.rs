@@ -18,9 +18,10 @@ use warden_config::{Connection, ErrorKind, Role, Route, Verdict};
 use warden_health::{Gate, GateRequest};
 use warden_policy::Policy;
 
+use crate::access;
 use crate::attempt::{AttemptResult, AttemptService, RequestInfo, WatchedHeaders};
 use crate::body::{Prefixed, RequestBody, ResponseBody};
-use crate::coalesce::{self, Coalescer, Joined, LeaderAnswer, Shared};
+use crate::coalesce::{self, Coalescer, Exchanged, Joined, LeaderAnswer, Shared};
 use crate::exchange::{self, TOKEN_BODY_LIMIT};
 use crate::headers::{self, X_FORWARDED_PROTO};
 use crate::health::ConnHealth;
@@ -64,6 +65,8 @@ pub struct RouteCtx {
     pub(crate) health: Arc<ConnHealth>,
     retry: Arc<RouteRetry>,
     coalescer: Arc<Coalescer>,
+    /// `log.access`: one line per request.
+    pub(crate) access_log: bool,
 }
 
 impl RouteCtx {
@@ -71,11 +74,12 @@ impl RouteCtx {
         connection: &Connection,
         route: &Route,
         client: UpstreamClient,
-        limits: &warden_config::Limits,
+        config: &warden_config::Config,
         classifier: &Classifier,
         health: Arc<ConnHealth>,
         retry_slots: Arc<RetrySlots>,
     ) -> Self {
+        let limits = &config.limits;
         let scheme = match route.upstream.scheme {
             warden_config::Scheme::Http => Scheme::HTTP,
             warden_config::Scheme::Https => Scheme::HTTPS,
@@ -103,6 +107,7 @@ impl RouteCtx {
                 retry_slots,
             )),
             coalescer: Arc::default(),
+            access_log: config.log.access,
         }
     }
 
@@ -113,9 +118,19 @@ impl RouteCtx {
     ) -> Response<ResponseBody> {
         let start = Instant::now();
         if let Err(local) = self.admit(&req) {
-            return self.answer_locally(local, start);
+            let resp = self.answer_locally(local, start);
+            self.access_local(req.method(), req.uri().path(), req.headers(), &resp, start);
+            return resp;
         }
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let (request_id, trace_id) = if self.access_log {
+            (
+                Some(access::request_id(&mut parts.headers)),
+                access::trace_id(&parts.headers),
+            )
+        } else {
+            (None, None)
+        };
         let path = parts
             .uri
             .path_and_query()
@@ -125,7 +140,11 @@ impl RouteCtx {
         let watched = WatchedHeaders::capture(&self.watched_request_headers, &parts.headers);
         let body = match self.read_ahead(&parts.headers, body, token_request).await {
             Ok(body) => body,
-            Err(local) => return self.answer_locally(local, start),
+            Err(local) => {
+                let resp = self.answer_locally(local, start);
+                self.access_local(&parts.method, path.path(), &parts.headers, &resp, start);
+                return resp;
+            }
         };
         let grant_type = if token_request {
             exchange::grant_type(body.prefix())
@@ -139,7 +158,11 @@ impl RouteCtx {
         };
         match self.health.gate(self.role, gate_request) {
             Gate::Forward => {}
-            refused => return self.short_circuit(refused, gate_request, start),
+            refused => {
+                let resp = self.short_circuit(refused, gate_request, start);
+                self.access_local(&parts.method, path.path(), &parts.headers, &resp, start);
+                return resp;
+            }
         }
         let refresh_grant = gate_request == GateRequest::RefreshGrant;
         let refresh_key = refresh_grant
@@ -166,6 +189,8 @@ impl RouteCtx {
             token_request,
             grant_type,
             refresh_grant,
+            request_id,
+            trace_id,
         });
         let deadline = start + self.request_timeout;
 
@@ -180,6 +205,7 @@ impl RouteCtx {
                     .await;
                 let verdict = result.verdict();
                 let pending = result.pending.take();
+                let exchange = Some(Exchanged::of(&result));
                 let response = match result.outcome {
                     Ok((resp, _)) => resp,
                     Err(local) => local.response(&self.connection, self.role),
@@ -188,18 +214,21 @@ impl RouteCtx {
                     response,
                     pending,
                     verdict,
+                    exchange,
                 }
             }
         };
         let from_upstream = answer.pending.is_some();
+        let (parts, body) = answer.response.into_parts();
         let mut finish = Finish::new(
             Arc::clone(&self),
             info,
             start,
+            parts.status.as_u16(),
             answer.verdict,
             answer.pending,
+            answer.exchange,
         );
-        let (parts, body) = answer.response.into_parts();
         if from_upstream && let Some(watch) = self.watch_for(&parts.headers) {
             finish = finish.watch(watch, &parts, tools);
         }
@@ -353,6 +382,7 @@ impl RouteCtx {
                     response: shared.response(&self.connection, self.role),
                     pending: None,
                     verdict: shared.verdict,
+                    exchange: None,
                 };
             }
             Joined::Lead(publisher) => publisher,
@@ -375,7 +405,41 @@ impl RouteCtx {
                 .response(&self.connection, self.role),
             pending: None,
             verdict: Verdict::Transient,
+            exchange: None,
         })
+    }
+
+    /// The access line of an answer warden wrote itself before any upstream work (a
+    /// refusal or a short-circuit).
+    fn access_local(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        resp: &Response<ResponseBody>,
+        start: Instant,
+    ) {
+        if !self.access_log {
+            return;
+        }
+        let outcome = resp
+            .headers()
+            .get(&crate::short_circuit::X_WARDEN_SHORT_CIRCUIT)
+            .map_or("client_error", |_| "short_circuit");
+        tracing::info!(
+            target: "warden::access",
+            connection = %self.connection,
+            role = %self.role,
+            method = %method,
+            path,
+            status = resp.status().as_u16(),
+            verdict = outcome,
+            attempts = 0,
+            total_ms = start.elapsed().as_secs_f64() * 1000.0,
+            request_id = headers.get(&access::X_REQUEST_ID).and_then(|v| v.to_str().ok()),
+            trace_id = access::trace_id(headers).as_deref(),
+            "request"
+        );
     }
 
     /// Answers for an upstream that must not be asked (SPEC §5). Not an upstream outcome:
