@@ -107,7 +107,10 @@ impl RouteCtx {
                 retry_slots,
             )),
             coalescer: Arc::default(),
-            access_log: config.log.access,
+            // Off in the config, or filtered out of the log (`RUST_LOG=warn`): then no
+            // request id is made either, and the access path costs nothing.
+            access_log: config.log.access
+                && tracing::enabled!(target: "warden::access", tracing::Level::INFO),
         }
     }
 
