@@ -471,6 +471,359 @@ mod tests {
         assert_eq!(parse_retry_after(&h), None);
     }
 
+    /// One attempt's facts, as the table gives them.
+    #[derive(Clone, Copy)]
+    struct Facts {
+        verdict: Verdict,
+        never: bool,
+        status: Option<u16>,
+        nothing_sent: bool,
+        retry_after: Option<u64>,
+    }
+
+    impl AttemptFacts for Facts {
+        fn verdict(&self) -> Verdict {
+            self.verdict
+        }
+        fn retry_mode(&self) -> RetryMode {
+            if self.never {
+                RetryMode::Never
+            } else {
+                RetryMode::Default
+            }
+        }
+        fn status(&self) -> Option<StatusCode> {
+            self.status.and_then(|s| StatusCode::from_u16(s).ok())
+        }
+        fn nothing_sent(&self) -> bool {
+            self.nothing_sent
+        }
+        fn retry_after(&self) -> Option<Duration> {
+            self.retry_after.map(Duration::from_secs)
+        }
+    }
+
+    struct FixedGate(bool);
+
+    impl HealthGate for FixedGate {
+        fn gate(&self, _role: Role, _request: GateRequest) -> Gate {
+            if self.0 {
+                Gate::Forward
+            } else {
+                Gate::CircuitOpen {
+                    retry_after: Duration::from_secs(1),
+                }
+            }
+        }
+    }
+
+    const T: Verdict = Verdict::Transient;
+
+    fn answer(verdict: Verdict, status: Option<u16>) -> Facts {
+        Facts {
+            verdict,
+            never: false,
+            status,
+            nothing_sent: false,
+            retry_after: None,
+        }
+    }
+
+    /// What the table varies besides the facts.
+    #[derive(Clone, Copy)]
+    struct Setup {
+        method: &'static str,
+        refresh: bool,
+        /// Attempts made before this decision.
+        attempts: u32,
+        max_attempts: u32,
+        gate_open: bool,
+        slots: usize,
+        budget_ok: bool,
+        /// Time left before the request's deadline.
+        left: Duration,
+    }
+
+    const POST: Setup = Setup {
+        method: "POST",
+        refresh: false,
+        attempts: 1,
+        max_attempts: 3,
+        gate_open: true,
+        slots: 5,
+        budget_ok: true,
+        left: Duration::from_secs(30),
+    };
+
+    fn decide(setup: Setup, facts: Facts) -> Result<Duration, Option<RetryOutcome>> {
+        let settings = Retry {
+            max_attempts: setup.max_attempts,
+            backoff: warden_config::Backoff {
+                base: Duration::from_millis(100),
+                max: Duration::from_secs(2),
+            },
+            budget: warden_config::Budget {
+                ratio: if setup.budget_ok { 0.2 } else { 0.0 },
+                min_per_second: if setup.budget_ok { 10 } else { 0 },
+            },
+            max_body_bytes: 65536,
+        };
+        let route = Arc::new(RouteRetry::new(
+            "t",
+            Role::Mcp,
+            settings,
+            RetrySlots::new(setup.slots),
+        ));
+        let request = if setup.refresh {
+            GateRequest::RefreshGrant
+        } else {
+            GateRequest::NotToken
+        };
+        let method = Method::from_bytes(setup.method.as_bytes()).expect("method");
+        let mut policy = RetryPolicy::new(
+            route,
+            FixedGate(setup.gate_open),
+            Role::Mcp,
+            request,
+            &method,
+            Instant::now() + setup.left,
+        );
+        policy.attempts = setup.attempts;
+        let mut facts = facts;
+        policy.decide(&mut facts)
+    }
+
+    /// SPEC §5's retry rules, one row each: (why, setup, facts, what decide says).
+    #[test]
+    fn decide_table() {
+        use RetryOutcome::*;
+        let retry = Ok(());
+        let sent_nothing = Facts {
+            nothing_sent: true,
+            ..answer(T, None)
+        };
+        let refresh = Setup {
+            refresh: true,
+            ..POST
+        };
+        let rows: Vec<(&str, Setup, Facts, Result<(), Option<RetryOutcome>>)> = vec![
+            (
+                "ok, first attempt: nothing to count",
+                POST,
+                answer(Verdict::Ok, Some(200)),
+                Err(None),
+            ),
+            (
+                "ok after a retry",
+                Setup {
+                    attempts: 2,
+                    ..POST
+                },
+                answer(Verdict::Ok, Some(200)),
+                Err(Some(Success)),
+            ),
+            (
+                "client_error after a retry",
+                Setup {
+                    attempts: 2,
+                    ..POST
+                },
+                answer(Verdict::ClientError, Some(404)),
+                Err(Some(Failed)),
+            ),
+            (
+                "terminal after a retry",
+                Setup {
+                    attempts: 2,
+                    ..POST
+                },
+                answer(Verdict::Terminal, Some(400)),
+                Err(Some(Failed)),
+            ),
+            (
+                "retries off",
+                Setup {
+                    max_attempts: 1,
+                    ..POST
+                },
+                answer(T, Some(503)),
+                Err(None),
+            ),
+            (
+                "rule says retry: never",
+                POST,
+                Facts {
+                    never: true,
+                    ..answer(T, Some(503))
+                },
+                Err(Some(Unsafe)),
+            ),
+            (
+                "POST 500: not safe",
+                POST,
+                answer(T, Some(500)),
+                Err(Some(Unsafe)),
+            ),
+            (
+                "POST timeout after sending: not safe",
+                POST,
+                answer(T, None),
+                Err(Some(Unsafe)),
+            ),
+            ("POST 429", POST, answer(T, Some(429)), retry),
+            ("POST 502", POST, answer(T, Some(502)), retry),
+            ("POST 503", POST, answer(T, Some(503)), retry),
+            ("POST 504", POST, answer(T, Some(504)), retry),
+            ("POST, nothing sent", POST, sent_nothing, retry),
+            (
+                "GET 500: idempotent",
+                Setup {
+                    method: "GET",
+                    ..POST
+                },
+                answer(T, Some(500)),
+                retry,
+            ),
+            (
+                "PUT timeout: idempotent",
+                Setup {
+                    method: "PUT",
+                    ..POST
+                },
+                answer(T, None),
+                retry,
+            ),
+            (
+                "PATCH 500",
+                Setup {
+                    method: "PATCH",
+                    ..POST
+                },
+                answer(T, Some(500)),
+                Err(Some(Unsafe)),
+            ),
+            (
+                "refresh 502: may have been rotated",
+                refresh,
+                answer(T, Some(502)),
+                Err(Some(Unsafe)),
+            ),
+            (
+                "refresh 504",
+                refresh,
+                answer(T, Some(504)),
+                Err(Some(Unsafe)),
+            ),
+            (
+                "refresh timeout",
+                refresh,
+                answer(T, None),
+                Err(Some(Unsafe)),
+            ),
+            ("refresh 503", refresh, answer(T, Some(503)), retry),
+            ("refresh 429", refresh, answer(T, Some(429)), retry),
+            ("refresh, nothing sent", refresh, sent_nothing, retry),
+            (
+                "attempts used up",
+                Setup {
+                    attempts: 3,
+                    ..POST
+                },
+                answer(T, Some(503)),
+                Err(Some(Exhausted)),
+            ),
+            (
+                "Retry-After past backoff.max",
+                POST,
+                Facts {
+                    retry_after: Some(3),
+                    ..answer(T, Some(503))
+                },
+                Err(Some(Unsafe)),
+            ),
+            (
+                "Retry-After within backoff.max",
+                POST,
+                Facts {
+                    retry_after: Some(2),
+                    ..answer(T, Some(503))
+                },
+                retry,
+            ),
+            (
+                "backoff past the deadline",
+                Setup {
+                    left: Duration::ZERO,
+                    ..POST
+                },
+                answer(T, Some(503)),
+                Err(Some(Exhausted)),
+            ),
+            (
+                "circuit opened meanwhile",
+                Setup {
+                    gate_open: false,
+                    ..POST
+                },
+                answer(T, Some(503)),
+                Err(Some(Exhausted)),
+            ),
+            (
+                "no retry slot free",
+                Setup { slots: 0, ..POST },
+                answer(T, Some(503)),
+                Err(Some(ConcurrencyLimited)),
+            ),
+            (
+                "budget spent",
+                Setup {
+                    budget_ok: false,
+                    ..POST
+                },
+                answer(T, Some(503)),
+                Err(Some(BudgetExhausted)),
+            ),
+        ];
+        for (why, setup, facts, want) in rows {
+            let got = decide(setup, facts);
+            match (got, want) {
+                (Ok(delay), Ok(())) => {
+                    let ceiling = Duration::from_millis(100) * 2u32.pow(setup.attempts - 1);
+                    let bound = facts.retry_after.map_or(ceiling, Duration::from_secs);
+                    assert!(delay <= bound, "{why}: {delay:?} > {bound:?}");
+                    if let Some(secs) = facts.retry_after {
+                        assert_eq!(
+                            delay,
+                            Duration::from_secs(secs),
+                            "{why}: waited out exactly"
+                        );
+                    }
+                }
+                (got, want) => assert_eq!(got.map(|_| ()), want, "{why}"),
+            }
+        }
+    }
+
+    #[test]
+    fn backoff_ceiling_doubles_from_base_to_max() {
+        let settings = Retry {
+            max_attempts: 10,
+            backoff: warden_config::Backoff {
+                base: Duration::from_millis(100),
+                max: Duration::from_millis(1_000),
+            },
+            budget: warden_config::Budget {
+                ratio: 0.2,
+                min_per_second: 10,
+            },
+            max_body_bytes: 0,
+        };
+        let route = RouteRetry::new("t", Role::Mcp, settings, RetrySlots::new(1));
+        let ceilings: Vec<u128> = (1..=6).map(|n| route.ceiling(n).as_millis()).collect();
+        assert_eq!(ceilings, [100, 200, 400, 800, 1_000, 1_000]);
+        assert_eq!(route.ceiling(u32::MAX), Duration::from_millis(1_000));
+    }
+
     #[test]
     fn idempotent_methods() {
         for m in [
