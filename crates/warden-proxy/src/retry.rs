@@ -593,6 +593,9 @@ mod tests {
         policy.decide(&mut facts)
     }
 
+    /// `Ok(())`: a retry (its delay checked against the backoff); `Err`: what ends it.
+    type Want = Result<(), Option<RetryOutcome>>;
+
     /// SPEC §5's retry rules, one row each: (why, setup, facts, what decide says).
     #[test]
     fn decide_table() {
@@ -606,7 +609,7 @@ mod tests {
             refresh: true,
             ..POST
         };
-        let rows: Vec<(&str, Setup, Facts, Result<(), Option<RetryOutcome>>)> = vec![
+        let rows: Vec<(&str, Setup, Facts, Want)> = vec![
             (
                 "ok, first attempt: nothing to count",
                 POST,
