@@ -69,6 +69,52 @@ fn warden_config_env_names_the_file() {
 }
 
 #[test]
+fn every_mistake_of_a_file_is_listed_in_one_run() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Typos in three sibling sections, two in one nested section, and one rule with three
+    // mistakes (a required key among them, which must not hide its siblings).
+    let yaml = "version: 1
+admin:
+  listn: 127.0.0.1:9901
+defaults:
+  retry:
+    max_atempts: 3
+  timeouts: { conect: 2s }
+limits:
+  max_concurent_retries: 5
+connections:
+  - name: crm
+    mcp:
+      listen: 127.0.0.1:15001
+      upstream: https://mcp.example.com
+policy:
+  rules:
+    - name: r1
+      when: { role: mcp, statuss: 500 }
+      then: { verdict: transientt, retry: sometimes }
+";
+    std::fs::write(dir.path().join("proxy.yaml"), yaml).expect("write");
+    let (code, _, stderr) = run_warden(&["check", "--config", "proxy.yaml"], dir.path());
+    assert_eq!(code, 1);
+    for (line, path) in [
+        (3, "admin.listn"),
+        (6, "defaults.retry.max_atempts"),
+        (7, "defaults.timeouts.conect"),
+        (9, "limits.max_concurent_retries"),
+        (18, "policy.rules[0].when.statuss"),
+        (19, "policy.rules[0].then.verdict"),
+        (19, "policy.rules[0].then.retry"),
+    ] {
+        assert!(
+            stderr.contains(&format!("proxy.yaml:{line}:"))
+                && stderr.contains(&format!(": {path}: ")),
+            "{path} (line {line}) missing:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("7 error(s)"), "{stderr}");
+}
+
+#[test]
 fn a_missing_file_is_an_error() {
     let dir = tempfile::tempdir().expect("dir");
     let (code, _, stderr) = run_warden(&["check", "--config", "nope.yaml"], dir.path());

@@ -212,27 +212,178 @@ fn part<T: for<'v> Deserialize<'v>>(
     }
 }
 
-/// Decodes one item, reporting its first error at the exact key path where it happened.
+/// Decodes one item, reporting every error at the exact key path where it happened.
+///
+/// serde stops at an item's first error; to report the rest in the same pass, the key
+/// that failed is taken out of a copy of the item and the copy decoded again, until it
+/// decodes or no further key can be taken out. A required key taken out this way is then
+/// missing: that is not reported again.
 pub(crate) fn item_as<T: for<'v> Deserialize<'v>>(
     value: &Value,
     path: &str,
     diags: &mut Diags,
 ) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(Strict(value)) {
-        Ok(v) => Some(v),
-        Err(err) => {
-            let mut full = path.to_owned();
-            for segment in err.path().iter() {
-                match segment {
-                    Segment::Seq { index } => full = join_index(&full, *index),
-                    Segment::Map { key } => full = join_key(&full, key),
-                    Segment::Enum { .. } | Segment::Unknown => {}
-                }
-            }
-            let message = humanize(&err.into_inner().to_string());
-            diags.error(full, message);
-            None
+    /// Enough for any real file; bounds the work a hostile one can cause.
+    const MAX_ERRORS_PER_ITEM: usize = 32;
+    let mut patched: Option<Value> = None;
+    let mut removed: Vec<Vec<Seg>> = Vec::new();
+    for _ in 0..MAX_ERRORS_PER_ITEM {
+        let current = patched.as_ref().unwrap_or(value);
+        let err = match serde_path_to_error::deserialize::<_, T>(Strict(current)) {
+            Ok(v) => return removed.is_empty().then_some(v),
+            Err(err) => err,
+        };
+        let segments: Vec<Seg> = err
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                Segment::Seq { index } => Some(Seg::Index(*index)),
+                Segment::Map { key } => Some(Seg::Key(key.clone())),
+                Segment::Enum { .. } | Segment::Unknown => None,
+            })
+            .collect();
+        let message = humanize(&err.into_inner().to_string());
+        if removed_required_key(&message, &segments, &removed) {
+            return None;
         }
+        let mut full = path.to_owned();
+        for segment in &segments {
+            full = match segment {
+                Seg::Index(i) => join_index(&full, *i),
+                Seg::Key(k) => join_key(&full, k),
+            };
+        }
+        let copy = patched.get_or_insert_with(|| value.clone());
+        if segments.is_empty() {
+            diags.error(full, message);
+            return None;
+        }
+        // A bad value is replaced by one of the right shape, so the rest of its item is
+        // still read (a required key taken out would stop serde at its parent); an
+        // unknown key, or a value nothing fits, is taken out.
+        let replaced =
+            !message.starts_with("unknown key") && stand_in::<T>(copy, &segments, &message);
+        diags.error(full, message);
+        if !replaced {
+            if !remove_at(copy, &segments) {
+                return None;
+            }
+            removed.push(segments);
+        }
+    }
+    None
+}
+
+/// Puts a value of the expected shape at `segments`: the first value the message lists
+/// (an enum's variants), else a few generic ones; keeps the first after which the item no
+/// longer fails at that path.
+fn stand_in<T: for<'v> Deserialize<'v>>(root: &mut Value, segments: &[Seg], message: &str) -> bool {
+    let listed = message
+        .split_once("expected one of: ")
+        .and_then(|(_, rest)| rest.split([',', ')']).next())
+        .map(|v| Value::String(v.trim().trim_matches('`').to_owned()));
+    let generic = [
+        Value::from(1),
+        Value::String("1s".to_owned()),
+        Value::Bool(true),
+        Value::Array(Vec::new()),
+        Value::Object(serde_json::Map::new()),
+    ];
+    for candidate in listed.into_iter().chain(generic) {
+        let mut trial = root.clone();
+        if !set_at(&mut trial, segments, candidate) {
+            return false;
+        }
+        let fixed = match serde_path_to_error::deserialize::<_, T>(Strict(&trial)) {
+            Ok(_) => true,
+            Err(err) => {
+                let at: Vec<Seg> = err
+                    .path()
+                    .iter()
+                    .filter_map(|segment| match segment {
+                        Segment::Seq { index } => Some(Seg::Index(*index)),
+                        Segment::Map { key } => Some(Seg::Key(key.clone())),
+                        Segment::Enum { .. } | Segment::Unknown => None,
+                    })
+                    .collect();
+                at != segments
+            }
+        };
+        if fixed {
+            *root = trial;
+            return true;
+        }
+    }
+    false
+}
+
+/// Replaces the value at `segments`; false when there is none.
+fn set_at(root: &mut Value, segments: &[Seg], new: Value) -> bool {
+    let mut cur = root;
+    for segment in segments {
+        let next = match (segment, cur) {
+            (Seg::Key(k), Value::Object(map)) => map.get_mut(k),
+            (Seg::Index(i), Value::Array(items)) => items.get_mut(*i),
+            _ => None,
+        };
+        let Some(next) = next else {
+            return false;
+        };
+        cur = next;
+    }
+    *cur = new;
+    true
+}
+
+/// One step of a key path inside an item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// Whether `message` says a key is missing that an earlier round took out.
+fn removed_required_key(message: &str, at: &[Seg], removed: &[Vec<Seg>]) -> bool {
+    let Some(rest) = message
+        .strip_prefix("missing required key `")
+        .or_else(|| message.strip_prefix("missing field `"))
+    else {
+        return false;
+    };
+    let Some(key) = rest.split('`').next() else {
+        return false;
+    };
+    removed.iter().any(|r| {
+        r.len() == at.len() + 1
+            && r[..at.len()] == *at
+            && r.last() == Some(&Seg::Key(key.to_owned()))
+    })
+}
+
+/// Takes the value at `segments` out of `root`; false when there is none.
+fn remove_at(root: &mut Value, segments: &[Seg]) -> bool {
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut cur = root;
+    for segment in parents {
+        let next = match (segment, cur) {
+            (Seg::Key(k), Value::Object(map)) => map.get_mut(k),
+            (Seg::Index(i), Value::Array(items)) => items.get_mut(*i),
+            _ => None,
+        };
+        let Some(next) = next else {
+            return false;
+        };
+        cur = next;
+    }
+    match (last, cur) {
+        (Seg::Key(k), Value::Object(map)) => map.remove(k).is_some(),
+        (Seg::Index(i), Value::Array(items)) if *i < items.len() => {
+            items.remove(*i);
+            true
+        }
+        _ => false,
     }
 }
 
