@@ -115,6 +115,42 @@ policy:
 }
 
 #[test]
+fn config_dash_reads_standard_input() {
+    use std::io::Write as _;
+    let run = |yaml: &str| {
+        let mut child = std::process::Command::new(support::warden_bin())
+            .args(["check", "--config", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(yaml.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("wait");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let example = std::fs::read_to_string(repo_root().join("proxy.yaml")).expect("example");
+    let (code, stdout, stderr) = run(&example);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("ok"), "{stdout}");
+    let (code, _, stderr) = run("version: 1\nconnections: []\nbogus: 1\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("<stdin>:3:1: bogus: unknown key"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_missing_file_is_an_error() {
     let dir = tempfile::tempdir().expect("dir");
     let (code, _, stderr) = run_warden(&["check", "--config", "nope.yaml"], dir.path());

@@ -89,6 +89,10 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn load(
     path: &std::path::Path,
 ) -> Result<(Config, Option<reload::Fingerprint>), warden_config::ConfigError> {
+    // Standard input is read once: there is no file to watch for a reload.
+    if warden_config::is_stdin(path) {
+        return warden_config::load(path).map(|config| (config, None));
+    }
     let text = std::fs::read(path).map_err(|source| warden_config::ConfigError::Io {
         path: path.to_owned(),
         source,

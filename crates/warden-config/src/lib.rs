@@ -80,13 +80,40 @@ pub struct ZeroConfig {
     pub admin: SocketAddr,
 }
 
-/// Reads and validates the file at `path`; errors name it as their origin.
+/// Reads and validates the file at `path` (`-`: standard input, as `inject -f -` reads);
+/// errors name it as their origin (`<stdin>` for standard input).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    let source = read_source(path)?;
+    parse(&source, &origin(path))
+}
+
+/// The text of `path`, or of standard input for `-`.
+pub fn read_source(path: &Path) -> Result<String, ConfigError> {
+    let io = |source| ConfigError::Io {
         path: path.to_owned(),
         source,
-    })?;
-    parse(&source, &path.display().to_string())
+    };
+    if is_stdin(path) {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(io)?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path).map_err(io)
+    }
+}
+
+/// `-` names standard input.
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// How errors name the source: the path, or `<stdin>`.
+pub fn origin(path: &Path) -> String {
+    if is_stdin(path) {
+        "<stdin>".to_owned()
+    } else {
+        path.display().to_string()
+    }
 }
 
 /// Parses and validates a proxy.yaml. `origin` names the source in errors (usually the
