@@ -4,11 +4,13 @@
 //! unit tests, and every metric the alerts and the dashboard query is one a running
 //! warden exports.
 //!
-//! promtool comes from the Debian package `prometheus` (installed by .ci/run).
+//! promtool comes from the Debian package `prometheus` (installed by .ci/run); without it
+//! the promtool tests skip with a banner, and fail instead when `CI` is set.
 //! `WARDEN_BLESS=1 cargo test --test deploy` regenerates deploy/example/deployment.yaml.
 
 mod k8s;
 mod support;
+mod tools;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -30,20 +32,18 @@ fn docs(rel: &str) -> Vec<Value> {
     k8s::docs(&read(rel))
 }
 
-/// Runs promtool, failing the test with how to get it when it is not installed.
-fn promtool(args: &[&str], dir: &Path) -> String {
-    let out = match Command::new("promtool")
+/// promtool's path, or `None` when this run skips (see `tools`).
+fn promtool_path(test: &str) -> Option<PathBuf> {
+    tools::require(test, &[&tools::PROMTOOL]).and_then(|mut found| found.pop())
+}
+
+/// Runs promtool, failing the test on any error.
+fn promtool(promtool: &Path, args: &[&str], dir: &Path) -> String {
+    let out = Command::new(promtool)
         .args(args)
         .current_dir(dir)
         .output()
-    {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "promtool is not installed: install the Debian package `prometheus` \
-             (apt-get install prometheus; .ci/run does) to check the alert rules"
-        ),
-        Err(e) => panic!("running promtool: {e}"),
-    };
+        .unwrap_or_else(|e| panic!("running {}: {e}", promtool.display()));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -321,6 +321,9 @@ fn the_pod_monitor_scrapes_the_sidecar_admin_port() {
 
 #[test]
 fn the_alert_rules_pass_promtool_check_and_unit_tests() {
+    let Some(bin) = promtool_path("the_alert_rules_pass_promtool_check_and_unit_tests") else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     write_rules(dir.path());
     std::fs::copy(
@@ -328,9 +331,13 @@ fn the_alert_rules_pass_promtool_check_and_unit_tests() {
         dir.path().join("prometheusrule.test.yaml"),
     )
     .expect("copy the rule tests");
-    let checked = promtool(&["check", "rules", "rules.yaml"], dir.path());
+    let checked = promtool(&bin, &["check", "rules", "rules.yaml"], dir.path());
     assert!(checked.contains("SUCCESS: 4 rules found"), "{checked}");
-    promtool(&["test", "rules", "prometheusrule.test.yaml"], dir.path());
+    promtool(
+        &bin,
+        &["test", "rules", "prometheusrule.test.yaml"],
+        dir.path(),
+    );
 
     // Every alert is covered by the unit tests, firing at least once.
     let tests = read("deploy/monitoring/prometheusrule.test.yaml");
@@ -365,6 +372,9 @@ fn the_alert_rules_pass_promtool_check_and_unit_tests() {
 /// promtool checks that each one is valid PromQL.
 #[test]
 fn the_dashboard_queries_are_valid_promql() {
+    let Some(bin) = promtool_path("the_dashboard_queries_are_valid_promql") else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let rules: Vec<Value> = dashboard_exprs()
         .iter()
@@ -380,7 +390,7 @@ fn the_dashboard_queries_are_valid_promql() {
         .collect();
     let file = json!({"groups": [{"name": "dashboard", "rules": rules}]});
     std::fs::write(dir.path().join("dashboard.yaml"), file.to_string()).expect("write");
-    promtool(&["check", "rules", "dashboard.yaml"], dir.path());
+    promtool(&bin, &["check", "rules", "dashboard.yaml"], dir.path());
 }
 
 fn dashboard() -> Value {
@@ -627,4 +637,17 @@ fn the_dockerfile_builds_the_release_binary_into_a_static_nonroot_image() {
         .expect("final stage");
     assert!(final_stage.contains("\nUSER 65532:65532\n"));
     assert!(final_stage.contains("ENTRYPOINT [\"/warden\"]"));
+}
+
+/// Without promtool the two promtool tests skip loudly, and under CI they fail: re-runs
+/// them from this binary with `PATH` stripped of promtool.
+#[test]
+fn the_promtool_tests_skip_without_promtool_and_fail_under_ci() {
+    tools::assert_skip_and_ci_failure(
+        &[&tools::PROMTOOL],
+        &[
+            "the_alert_rules_pass_promtool_check_and_unit_tests",
+            "the_dashboard_queries_are_valid_promql",
+        ],
+    );
 }
