@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use warden_config::{Connection, ErrorKind, Role, Verdict};
+use warden_config::{Connection, ErrorKind, Role, TlsDetail, Verdict};
 use warden_policy::sanitize_code;
 
 use crate::changes::{Changes, RoleSet};
@@ -166,13 +166,14 @@ impl ConnectionHealth {
             h.events.push(
                 HealthEvent::new(kind, Some(Role::Oauth), at)
                     .answer(outcome.status, outcome.error_kind)
+                    .tls(outcome.tls_detail)
                     .verdict(outcome.verdict)
                     .code(code),
             );
             h.count_attempt(
                 Role::Oauth,
                 transient,
-                (outcome.status, outcome.error_kind),
+                (outcome.status, outcome.error_kind, outcome.tls_detail),
                 at,
                 changes,
             );
@@ -213,13 +214,14 @@ impl ConnectionHealth {
                 h.events.push(
                     HealthEvent::new(kind, Some(role), at)
                         .answer(outcome.status, outcome.error_kind)
+                        .tls(outcome.tls_detail)
                         .verdict(outcome.verdict),
                 );
             }
             h.count_attempt(
                 role,
                 transient,
-                (outcome.status, outcome.error_kind),
+                (outcome.status, outcome.error_kind, outcome.tls_detail),
                 at,
                 changes,
             );
@@ -246,7 +248,9 @@ impl ConnectionHealth {
                 EventType::ProbeFailed
             };
             h.events.push(
-                HealthEvent::new(kind, Some(role), at).answer(probe.status, probe.error_kind),
+                HealthEvent::new(kind, Some(role), at)
+                    .answer(probe.status, probe.error_kind)
+                    .tls(probe.tls_detail),
             );
         })
     }
@@ -411,7 +415,7 @@ impl ConnectionHealth {
         &mut self,
         role: Role,
         transient: bool,
-        (status, error_kind): (Option<u16>, Option<ErrorKind>),
+        (status, error_kind, tls_detail): (Option<u16>, Option<ErrorKind>, Option<TlsDetail>),
         at: SystemTime,
         changes: &mut Changes,
     ) {
@@ -423,6 +427,7 @@ impl ConnectionHealth {
             self.events.push(
                 HealthEvent::new(EventType::CircuitOpened, Some(role), at)
                     .answer(status, error_kind)
+                    .tls(tls_detail)
                     .verdict(Verdict::Transient),
             );
         }

@@ -344,6 +344,7 @@ fn a_terminal_upstream_verdict_sets_needs_reauth() {
             verdict: Verdict::Terminal,
             status: Some(403),
             error_kind: None,
+            tls_detail: None,
         },
         tick(),
     );
@@ -469,6 +470,7 @@ fn only_an_ok_answer_with_access_token_acquires_a_token() {
             code: None,
             status: Some(204),
             error_kind: None,
+            tls_detail: None,
             has_access_token: false,
         },
         tick(),
@@ -483,6 +485,7 @@ fn only_an_ok_answer_with_access_token_acquires_a_token() {
             code: None,
             status: Some(200),
             error_kind: None,
+            tls_detail: None,
             has_access_token: true,
         },
         tick(),

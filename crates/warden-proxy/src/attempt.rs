@@ -16,7 +16,7 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::{BodyExt as _, LengthLimitError};
 use tokio::time::Instant;
-use warden_config::{ErrorKind, RetryMode, Role, Verdict};
+use warden_config::{ErrorKind, RetryMode, Role, TlsDetail, Verdict};
 use warden_health::{Gate, GateRequest, TokenOutcome, UpstreamOutcome};
 use warden_policy::{Decision, HeaderLookup, Observation};
 
@@ -148,6 +148,7 @@ impl RouteCtx {
             })
         );
         let outcome = sent.map_err(Failure::into_local);
+        let tls_detail = outcome.as_ref().err().and_then(|local| local.tls_detail());
         let (status, answer, error_kind) = match &outcome {
             Ok((resp, answer)) => (Some(resp.status().as_u16()), Some(answer), None),
             Err(local) => match local.error_kind() {
@@ -186,12 +187,14 @@ impl RouteCtx {
             if let Some(outcome) =
                 TokenOutcome::from_decision(&decision, status, error_kind, obs.has_access_token)
             {
-                self.health.record_token(outcome);
+                self.health
+                    .record_token(outcome.with_tls_detail(tls_detail));
             }
         } else {
             self.health.record_upstream(
                 self.role,
-                UpstreamOutcome::from_decision(&decision, status, error_kind),
+                UpstreamOutcome::from_decision(&decision, status, error_kind)
+                    .with_tls_detail(tls_detail),
             );
         }
         tracing::debug!(
@@ -199,6 +202,7 @@ impl RouteCtx {
             role = %self.role,
             status,
             error_kind = error_kind.map(ErrorKind::as_str),
+            tls_detail = tls_detail.map(TlsDetail::as_str),
             verdict = decision.verdict.as_str(),
             rule = decision.rule.name(),
             "classified"
@@ -244,6 +248,7 @@ impl RouteCtx {
                     Failure::Upstream {
                         kind: ErrorKind::Reset,
                         nothing_sent: false,
+                        tls: None,
                     }
                 })?;
             let answer = if body.is_complete() {
@@ -261,6 +266,7 @@ impl RouteCtx {
             Err(_elapsed) => Err(Failure::Upstream {
                 kind: ErrorKind::Timeout,
                 nothing_sent: false,
+                tls: None,
             }),
         }
     }
@@ -271,6 +277,8 @@ pub(crate) enum Failure {
     Upstream {
         kind: ErrorKind,
         nothing_sent: bool,
+        /// Why the TLS handshake failed, when it did.
+        tls: Option<TlsDetail>,
     },
     /// The client's body passed `limits.max_request_body_bytes` while it streamed.
     BodyTooLarge,
@@ -284,6 +292,9 @@ impl Failure {
                 kind: ErrorKind::Timeout,
                 ..
             } => LocalError::Timeout,
+            Failure::Upstream {
+                tls: Some(detail), ..
+            } => LocalError::Tls(detail),
             Failure::Upstream { kind, .. } => LocalError::Unreachable(kind),
         }
     }
@@ -295,9 +306,17 @@ impl From<hyper_util::client::legacy::Error> for Failure {
             return Failure::BodyTooLarge;
         }
         let kind = upstream::error_kind(&err);
-        tracing::debug!(kind = kind.as_str(), error = %err, "upstream exchange failed");
+        let tls = (kind == ErrorKind::Tls)
+            .then(|| upstream::tls_detail(&err).unwrap_or(TlsDetail::Handshake));
+        tracing::debug!(
+            kind = kind.as_str(),
+            tls_detail = tls.map(TlsDetail::as_str),
+            error = %err,
+            "upstream exchange failed"
+        );
         Failure::Upstream {
             kind,
+            tls,
             // A connect error means the request never left: safe to send again.
             nothing_sent: err.is_connect(),
         }

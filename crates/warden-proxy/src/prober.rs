@@ -160,6 +160,7 @@ pub(crate) async fn probe_loop<P, F>(
                 ProbeOutcome {
                     status: result.status,
                     error_kind: result.error_kind,
+                    tls_detail: None,
                     next_probe,
                 },
             );
@@ -215,6 +216,7 @@ connections:
                 verdict: Verdict::Transient,
                 status: Some(503),
                 error_kind: None,
+                tls_detail: None,
             },
         );
         assert!(health.is_circuit_open(Role::Mcp));

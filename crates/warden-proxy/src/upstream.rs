@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::ServerName;
-use warden_config::{ErrorKind, Route, Scheme};
+use warden_config::{ErrorKind, Route, Scheme, TlsDetail};
 
 use crate::body::RequestBody;
 use crate::tls::{self, TlsError};
@@ -148,4 +148,93 @@ pub fn error_kind(err: &hyper_util::client::legacy::Error) -> ErrorKind {
         };
     }
     kind.unwrap_or(fallback)
+}
+
+/// Why the TLS handshake behind a failed exchange failed, when rustls' error is among its
+/// causes: the closed set of [`TlsDetail`], so events and answers can say "unknown CA"
+/// rather than a bare `tls`.
+pub fn tls_detail(err: &hyper_util::client::legacy::Error) -> Option<TlsDetail> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(classify_tls(tls));
+        }
+        // As in `error_kind`: an io::Error's `source` skips the error it wraps.
+        cur = match e.downcast_ref::<io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
+/// Maps rustls' verdict onto [`TlsDetail`]. Alerts the server sends about certificates can
+/// only be about warden's client certificate: the server checks no other.
+pub fn classify_tls(err: &rustls::Error) -> TlsDetail {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert};
+    match err {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            Cert::UnknownIssuer | Cert::BadSignature => TlsDetail::UnknownCa,
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => TlsDetail::NameMismatch,
+            Cert::Expired | Cert::ExpiredContext { .. } => TlsDetail::Expired,
+            Cert::NotValidYet | Cert::NotValidYetContext { .. } => TlsDetail::NotYetValid,
+            _ => TlsDetail::Handshake,
+        },
+        rustls::Error::AlertReceived(
+            Alert::BadCertificate
+            | Alert::UnsupportedCertificate
+            | Alert::CertificateRevoked
+            | Alert::CertificateExpired
+            | Alert::CertificateUnknown
+            | Alert::UnknownCA
+            | Alert::CertificateRequired
+            | Alert::AccessDenied,
+        ) => TlsDetail::ClientCertRejected,
+        _ => TlsDetail::Handshake,
+    }
+}
+
+#[cfg(test)]
+mod tls_detail_tests {
+    use rustls::{AlertDescription, CertificateError, Error};
+    use warden_config::TlsDetail;
+
+    use super::classify_tls;
+
+    #[test]
+    fn rustls_errors_map_onto_the_closed_set() {
+        let cases = [
+            (
+                Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                TlsDetail::UnknownCa,
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::NotValidForName),
+                TlsDetail::NameMismatch,
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::Expired),
+                TlsDetail::Expired,
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::NotValidYet),
+                TlsDetail::NotYetValid,
+            ),
+            (
+                Error::AlertReceived(AlertDescription::CertificateRequired),
+                TlsDetail::ClientCertRejected,
+            ),
+            (
+                Error::AlertReceived(AlertDescription::HandshakeFailure),
+                TlsDetail::Handshake,
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::Revoked),
+                TlsDetail::Handshake,
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(classify_tls(&err), want, "{err}");
+        }
+    }
 }
