@@ -47,6 +47,17 @@ pub enum Command {
     Webhook(webhook::WebhookArgs),
 }
 
+impl Command {
+    /// The long-running commands, whose output is logs: their errors follow
+    /// `--log-format` too.
+    pub fn is_server(&self) -> bool {
+        matches!(
+            self,
+            Command::Run(_) | Command::Demo(_) | Command::Webhook(_)
+        )
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArg {
     /// Config file.
@@ -76,5 +87,35 @@ fn report_invalid(err: &warden_config::ConfigError) {
             eprintln!("{origin}: {} error(s)", diagnostics.len());
         }
         other => eprintln!("error: {other}"),
+    }
+}
+
+/// A config error at startup, as log lines in `--log-format` (JSON included), so whatever
+/// collects warden's logs parses these too: one line per problem, with its position as
+/// fields, then a summary.
+fn log_invalid(err: &warden_config::ConfigError) {
+    match err {
+        warden_config::ConfigError::Invalid {
+            origin,
+            diagnostics,
+        } => {
+            for d in diagnostics {
+                let text = warden_config::render(origin, std::slice::from_ref(d));
+                tracing::error!(
+                    file = %origin,
+                    line = d.line,
+                    column = d.column,
+                    key = %d.path,
+                    "{}",
+                    text.trim_end()
+                );
+            }
+            tracing::error!(
+                file = %origin,
+                errors = diagnostics.len(),
+                "invalid config; not starting"
+            );
+        }
+        other => tracing::error!(error = %other, "cannot read the config; not starting"),
     }
 }

@@ -33,6 +33,13 @@ pub struct RunArgs {
     #[arg(long, requires = "listen", default_value = "mcp", value_parser = parse_role)]
     role: Role,
 
+    /// Zero-config mode, --role oauth: the token endpoint's path [default: /token] (Okta:
+    /// /oauth2/default/v1/token, Keycloak: /realms/NAME/protocol/openid-connect/token).
+    /// Requests to other paths are forwarded but not read as token requests, so a revoked
+    /// refresh token on a wrong path goes unnoticed.
+    #[arg(long, requires = "listen", value_name = "PATH")]
+    token_path: Option<String>,
+
     /// Zero-config mode: the admin listener.
     #[arg(long, requires = "listen", default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
@@ -49,6 +56,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             upstream: upstream.clone(),
             role: args.role,
             admin: args.admin,
+            token_path: args.token_path.clone(),
         })
         .map(|config| (config, None)),
         _ => load(&args.config),
@@ -56,7 +64,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (config, loaded) = match config {
         Ok(pair) => pair,
         Err(err) => {
-            super::report_invalid(&err);
+            super::log_invalid(&err);
             return Ok(ExitCode::FAILURE);
         }
     };
