@@ -11,6 +11,7 @@ mod decode;
 mod defaults;
 mod diag;
 mod duration;
+mod effective;
 mod forms;
 mod located;
 mod model;
@@ -24,6 +25,7 @@ mod validate;
 pub use defaults::{DEFAULT_ADMIN_LISTEN, DEFAULT_EVENTS_PER_CONNECTION, ZERO_CONFIG_TOKEN_PATH};
 pub use diag::{Diagnostic, render};
 pub use duration::parse_duration;
+pub use effective::{REDACTED, effective_json};
 pub use model::*;
 pub use schema::json_schema;
 
