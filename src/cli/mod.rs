@@ -18,7 +18,8 @@ use crate::logging::LogFormat;
 #[derive(Debug, Parser)]
 #[command(
     name = "warden",
-    version,
+    // The commit (build.rs) says exactly which source a running binary came from.
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("WARDEN_GIT_COMMIT"), ")"),
     about = "Sidecar HTTP proxy that keeps OAuth and MCP connections honest"
 )]
 pub struct Args {
@@ -45,6 +46,15 @@ pub enum Command {
     Inject(inject::InjectArgs),
     /// Serve the mutating admission webhook that injects the sidecar.
     Webhook(webhook::WebhookArgs),
+    /// Print a shell completion script (bash: `source <(warden completions bash)`).
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 impl Command {
@@ -73,6 +83,11 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::demo(args),
         Command::Inject(args) => inject::inject(args),
         Command::Webhook(args) => webhook::webhook(args),
+        Command::Completions(args) => {
+            let mut command = <Args as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "warden", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
