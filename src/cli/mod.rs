@@ -1,6 +1,7 @@
 //! Subcommands.
 
 mod check;
+mod configmap;
 mod demo;
 mod inject;
 mod reload;
@@ -35,8 +36,9 @@ pub struct Args {
 pub enum Command {
     /// Run the proxy.
     Run(run::RunArgs),
-    /// Validate a config file; exit 1 and print every error if it is invalid.
-    Check(ConfigArg),
+    /// Validate a config file (or a ConfigMap manifest holding one); exit 1 and print
+    /// every error if it is invalid.
+    Check(check::CheckArgs),
     /// Print the health table of a running warden; exit 1 when a connection needs
     /// re-authorization or has an open circuit.
     Status(status::StatusArgs),
@@ -78,7 +80,7 @@ pub struct ConfigArg {
 pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => run::run(args),
-        Command::Check(args) => Ok(check::check(&args.config)),
+        Command::Check(args) => Ok(check::check(&args)),
         Command::Status(args) => status::status(args),
         Command::Demo(args) => demo::demo(args),
         Command::Inject(args) => inject::inject(args),
