@@ -232,6 +232,10 @@ fn every_warden_image_is_this_release() {
     let want = k8s::default_image();
     let mut seen = 0;
     for file in yaml_files(&root().join("deploy")) {
+        // Kustomizations name the image without a tag; checked below.
+        if file.ends_with("kustomization.yaml") {
+            continue;
+        }
         let text = std::fs::read_to_string(&file).expect("read");
         for (at, _) in text.match_indices("ghcr.io/warden-proxy/warden") {
             let image: String = text[at..]
@@ -243,6 +247,58 @@ fn every_warden_image_is_this_release() {
         }
     }
     assert!(seen >= 4, "images found: {seen}");
+}
+
+/// One `images:` entry per deployable kustomization sets the image of everything it
+/// deploys: the sidecar (through the component's patch) and the webhook, whose injected
+/// image a replacement copies from its own.
+#[test]
+fn kustomize_images_entries_set_the_image_in_one_place() {
+    let (name, tag) = k8s::default_image()
+        .rsplit_once(':')
+        .map(|(n, t)| (n.to_owned(), t.to_owned()))
+        .expect("name:tag");
+    for rel in [
+        "deploy/kustomize/overlay/kustomization.yaml",
+        "deploy/webhook/kustomization.yaml",
+    ] {
+        let k = docs(rel).remove(0);
+        let images = k["images"].as_array().expect("images");
+        assert_eq!(images.len(), 1, "{rel}: one entry");
+        assert_eq!(images[0]["name"], name.as_str(), "{rel}");
+        assert_eq!(images[0]["newName"], name.as_str(), "{rel}");
+        assert_eq!(images[0]["newTag"], tag.as_str(), "{rel}");
+    }
+    // The webhook's injected image comes from the env var the replacement fills in, not a
+    // flag kustomize could not rewrite.
+    let webhook = docs("deploy/webhook/deployment.yaml").remove(0);
+    let container = &webhook["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["name"], "webhook");
+    assert!(
+        !container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .any(|a| a.as_str().is_some_and(|a| a.starts_with("--image"))),
+        "--image in args would override the variable"
+    );
+    let env = container["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == "WARDEN_SIDECAR_IMAGE")
+        .expect("WARDEN_SIDECAR_IMAGE");
+    assert_eq!(env["value"], container["image"]);
+    let k = docs("deploy/webhook/kustomization.yaml").remove(0);
+    let replacement = &k["replacements"][0];
+    assert_eq!(
+        replacement["source"]["fieldPath"],
+        "spec.template.spec.containers.[name=webhook].image"
+    );
+    assert_eq!(
+        replacement["targets"][0]["fieldPaths"][0],
+        "spec.template.spec.containers.[name=webhook].env.[name=WARDEN_SIDECAR_IMAGE].value"
+    );
 }
 
 #[test]
