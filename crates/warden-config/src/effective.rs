@@ -227,10 +227,11 @@ fn when_json(when: &When) -> Value {
     let ranges = |r: &Vec<(i64, i64)>| -> Vec<Value> {
         r.iter()
             .map(|(lo, hi)| {
+                // proxy.yaml's own spellings: a single value, or `{from, to}`.
                 if lo == hi {
                     json!(lo)
                 } else {
-                    Value::from(format!("{lo}..{hi}"))
+                    json!({ "from": lo, "to": hi })
                 }
             })
             .collect()
