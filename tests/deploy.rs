@@ -640,6 +640,7 @@ fn the_dockerfile_builds_the_release_binary_into_a_static_nonroot_image() {
         .map(|l| l.trim_end_matches('/'))
         .collect();
     let mut copied = 0;
+    let mut sources_copied: Vec<String> = Vec::new();
     for inst in &instructions {
         let words: Vec<&str> = inst.split_whitespace().collect();
         if words[0] != "COPY" || words.iter().any(|w| w.starts_with("--from")) {
@@ -660,9 +661,11 @@ fn the_dockerfile_builds_the_release_binary_into_a_static_nonroot_image() {
                 "COPY {source}: excluded by .dockerignore"
             );
             copied += 1;
+            sources_copied.push(source.to_owned());
         }
     }
     assert!(copied >= 4, "COPY sources found: {copied}");
+    only_the_copied_files_resolve(&sources_copied);
     assert!(
         ignored.contains(&"target"),
         ".dockerignore keeps target/ out"
@@ -693,6 +696,79 @@ fn the_dockerfile_builds_the_release_binary_into_a_static_nonroot_image() {
         .expect("final stage");
     assert!(final_stage.contains("\nUSER 65532:65532\n"));
     assert!(final_stage.contains("ENTRYPOINT [\"/warden\"]"));
+}
+
+/// The build context the Dockerfile copies, alone, is a whole workspace: `cargo metadata
+/// --locked --offline` resolves it against Cargo.lock as it stands, and the binary keeps its
+/// build script (the commit in `--version`). Cheap: nothing is compiled.
+fn only_the_copied_files_resolve(sources: &[String]) {
+    let dir = tempfile::tempdir().expect("dir");
+    for source in sources {
+        copy_tree(&root().join(source), &dir.path().join(source));
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // This platform's dependencies only: they are in the local cache after any build, so
+    // --offline holds; the others (Windows crates) may never have been downloaded.
+    let platform = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let out = Command::new(cargo)
+        .args(["metadata", "--locked", "--offline", "--format-version", "1"])
+        .args(["--filter-platform", &platform])
+        .current_dir(dir.path())
+        .env("CARGO_TARGET_DIR", dir.path().join("target"))
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "the files the Dockerfile copies do not make a workspace that resolves --locked:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let warden = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|p| p["name"] == "warden")
+        .expect("the warden package");
+    let kinds: BTreeSet<String> = warden["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter_map(|t| t["kind"][0].as_str().map(str::to_owned))
+        .collect();
+    for kind in ["bin", "custom-build"] {
+        assert!(
+            kinds.contains(kind),
+            "no {kind} target in the copied files: {kinds:?}"
+        );
+    }
+    let members = meta["workspace_members"].as_array().expect("members").len();
+    let real_members = std::fs::read_dir(root().join("crates"))
+        .expect("crates")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().join("Cargo.toml").exists())
+        })
+        .count()
+        + 1;
+    assert_eq!(members, real_members, "workspace members");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        if from.file_name().is_some_and(|n| n == "target") {
+            return;
+        }
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("read dir") {
+            let entry = entry.expect("entry");
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::copy(from, to).expect("copy");
+    }
 }
 
 /// Without promtool the two promtool tests skip loudly, and under CI they fail: re-runs
