@@ -130,6 +130,61 @@ async fn a_refused_client_certificate_is_named_client_cert_rejected() {
     assert_detail(&body, &event, "client_cert_rejected");
 }
 
+/// The circuit a bad certificate opens says why, and so does each failed recovery probe.
+#[tokio::test]
+async fn the_circuit_and_its_probes_name_the_cause() {
+    let real = Ca::new("the upstream's ca");
+    let other = Ca::new("some other ca");
+    let up = tls_upstream(real.server_config(&["127.0.0.1"], &[b"h2"], None)).await;
+    let files = tempfile::tempdir().expect("dir");
+    let ca_file = other.write(files.path(), "ca.pem");
+    let warden = Warden::start(&format!(
+        "version: 1
+admin: {{ listen: 127.0.0.1:0 }}
+connections:
+  - name: secure
+    mcp:
+      listen: 127.0.0.1:0
+      upstream: https://127.0.0.1:{port}
+      tls: {{ ca_file: {ca} }}
+      retry: {{ max_attempts: 1 }}
+      circuit: {{ consecutive_failures: 1, probe: {{ interval: 100ms, max_interval: 200ms }} }}
+",
+        port = up.addr.port(),
+        ca = ca_file.display(),
+    ));
+    let client = http_client();
+    let answer = get(
+        &client,
+        &format!("http://{}/", warden.route("secure", "mcp")),
+    )
+    .await;
+    assert_eq!(answer.status, 502);
+    let url = format!("http://{}/api/v1/connections/secure", warden.admin);
+    support::eventually("a probe_failed event", || {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let detail = get(&client, &url).await.json();
+            detail["events"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["type"] == "probe_failed"))
+        }
+    })
+    .await;
+    let detail = get(&client, &url).await.json();
+    assert_eq!(detail["state"], "circuit_open", "{detail}");
+    for kind in ["circuit_opened", "probe_failed"] {
+        let event = detail["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .find(|e| e["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}: {detail}"));
+        assert_eq!(event["tls_detail"], "unknown_ca", "{event}");
+    }
+}
+
 /// Only a TLS failure carries the field: other faults keep the documented shape.
 #[tokio::test]
 async fn other_faults_carry_no_tls_detail() {

@@ -305,9 +305,7 @@ impl From<hyper_util::client::legacy::Error> for Failure {
         if is_body_limit(&err) {
             return Failure::BodyTooLarge;
         }
-        let kind = upstream::error_kind(&err);
-        let tls = (kind == ErrorKind::Tls)
-            .then(|| upstream::tls_detail(&err).unwrap_or(TlsDetail::Handshake));
+        let (kind, tls) = upstream::fault(&err);
         tracing::debug!(
             kind = kind.as_str(),
             tls_detail = tls.map(TlsDetail::as_str),

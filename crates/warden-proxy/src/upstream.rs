@@ -150,6 +150,14 @@ pub fn error_kind(err: &hyper_util::client::legacy::Error) -> ErrorKind {
     kind.unwrap_or(fallback)
 }
 
+/// The network fault behind a failed exchange and, for a TLS failure, why: every TLS
+/// failure names a detail, `handshake` when rustls' error says nothing more specific.
+pub fn fault(err: &hyper_util::client::legacy::Error) -> (ErrorKind, Option<TlsDetail>) {
+    let kind = error_kind(err);
+    let tls = (kind == ErrorKind::Tls).then(|| tls_detail(err).unwrap_or(TlsDetail::Handshake));
+    (kind, tls)
+}
+
 /// Why the TLS handshake behind a failed exchange failed, when rustls' error is among its
 /// causes: the closed set of [`TlsDetail`], so events and answers can say "unknown CA"
 /// rather than a bare `tls`.
