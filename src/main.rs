@@ -10,7 +10,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = cli::Args::parse();
+    let args = match cli::Args::try_parse() {
+        Ok(args) => args,
+        Err(err) => return bad_command_line(&err),
+    };
     logging::init(args.log_format);
     // The servers' fatal errors are log lines like the rest of their output (JSON under
     // `--log-format json`); the one-shot tools print theirs for the person at the terminal.
@@ -27,6 +30,32 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command line clap refuses. For the servers (`run`, `demo`, `webhook`) the refusal is
+/// a log line in `--log-format` like everything else they print, so a container started
+/// with a bad flag still writes JSON; help, version and the one-shot tools get clap's text.
+fn bad_command_line(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let informational = matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    let server = argv
+        .iter()
+        .any(|a| matches!(a.as_str(), "run" | "demo" | "webhook"));
+    if informational || !server {
+        err.exit();
+    }
+    logging::init(logging::format_in(&argv));
+    let text = err.render().to_string();
+    let first = text.lines().next().unwrap_or("invalid command line");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    tracing::error!(error = %first, "invalid command line; see --help");
+    ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2))
 }
 
 /// The error and its causes joined by `: `, leaving out a cause whose text the message

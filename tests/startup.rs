@@ -250,3 +250,31 @@ async fn zero_config_oauth_honours_token_path() {
     assert_eq!(second.headers["x-warden-short-circuit"], "needs_reauth");
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// A flag `run` refuses is a log line too, in the format asked for.
+#[test]
+fn a_bad_flag_of_run_is_a_json_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (code, lines) = run(
+        &[
+            "--log-format",
+            "json",
+            "run",
+            "--listen",
+            "nope",
+            "--upstream",
+            "http://x",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 2, "{lines:#?}");
+    let logs = json_lines(&lines);
+    assert_eq!(logs.len(), 1, "{logs:#?}");
+    assert_eq!(logs[0]["level"], "ERROR");
+    assert!(
+        logs[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--listen")),
+        "{logs:#?}"
+    );
+}
