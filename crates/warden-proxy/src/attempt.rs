@@ -309,7 +309,7 @@ impl From<hyper_util::client::legacy::Error> for Failure {
         tracing::debug!(
             kind = kind.as_str(),
             tls_detail = tls.map(TlsDetail::as_str),
-            error = %err,
+            error = %upstream::causes(&err),
             "upstream exchange failed"
         );
         Failure::Upstream {

@@ -150,6 +150,29 @@ pub fn error_kind(err: &hyper_util::client::legacy::Error) -> ErrorKind {
     kind.unwrap_or(fallback)
 }
 
+/// The error and its causes, `: `-joined, for debug logs: hyper-util's own text is only
+/// `client error (Connect)`, and the cause (`invalid peer certificate: UnknownIssuer`,
+/// `Connection refused`) sits below it. A cause whose text the previous one already ends
+/// with is left out.
+pub fn causes(err: &hyper_util::client::legacy::Error) -> String {
+    let mut text = String::new();
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let part = e.to_string();
+        if !text.ends_with(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        cur = match e.downcast_ref::<io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
+    }
+    text
+}
+
 /// The network fault behind a failed exchange and, for a TLS failure, why: every TLS
 /// failure names a detail, `handshake` when rustls' error says nothing more specific.
 pub fn fault(err: &hyper_util::client::legacy::Error) -> (ErrorKind, Option<TlsDetail>) {
