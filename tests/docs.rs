@@ -100,3 +100,29 @@ fn every_example_proxy_yaml_in_the_docs_passes_warden_check() {
         );
     }
 }
+
+/// Remote kustomize references to this repository in the docs name directories that exist
+/// here (`https://github.com/warden-proxy/warden//deploy/...?ref=...`).
+#[test]
+fn remote_kustomize_references_point_at_directories_that_exist() {
+    let mut files = vec![root().join("README.md")];
+    markdown_files(&root().join("docs"), &mut files);
+    let mut seen = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read markdown");
+        for (at, _) in text.match_indices("github.com/warden-proxy/warden//") {
+            let rest = &text[at + "github.com/warden-proxy/warden//".len()..];
+            let path: String = rest
+                .chars()
+                .take_while(|c| !c.is_whitespace() && !matches!(c, '?' | '`' | ')'))
+                .collect();
+            assert!(
+                root().join(&path).join("kustomization.yaml").is_file(),
+                "{}: {path} is not a kustomization in this repository",
+                file.display()
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "the README's kustomize snippet");
+}
