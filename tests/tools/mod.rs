@@ -7,6 +7,7 @@
 //! a run with `PATH` stripped of them behaves exactly like a machine without them; the
 //! `*_skip_without_*` tests check both branches that way.
 
+// Each test binary that includes this module uses a part of it.
 #![allow(dead_code)]
 
 use std::ffi::OsString;
