@@ -22,9 +22,14 @@ RUN case "${TARGETARCH:-amd64}" in \
     esac > /rust-target \
     && rustup target add "$(cat /rust-target)"
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY crates crates
+# The build context has no .git: `warden --version` names this commit when it is passed,
+#   docker build --build-arg WARDEN_GIT_COMMIT=$(git rev-parse --short=12 HEAD) -t warden .
+# and says `unknown` otherwise.
+ARG WARDEN_GIT_COMMIT=""
+ENV WARDEN_GIT_COMMIT=${WARDEN_GIT_COMMIT}
 # The cache mounts keep the registry and build artefacts between builds; the binary is
 # copied out in the same step because the target directory is not part of the layer.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -44,6 +44,23 @@ pub fn init(format: LogFormat) {
     }
 }
 
+/// `--log-format` as written on a command line clap could not parse: the format its
+/// refusal should be logged in (auto when absent or unreadable).
+pub fn format_in(argv: &[String]) -> LogFormat {
+    let value = argv.iter().enumerate().find_map(|(i, a)| {
+        if a == "--log-format" {
+            argv.get(i + 1).map(String::as_str)
+        } else {
+            a.strip_prefix("--log-format=")
+        }
+    });
+    match value {
+        Some("json") => LogFormat::Json,
+        Some("human") => LogFormat::Human,
+        _ => LogFormat::Auto,
+    }
+}
+
 /// Turns `RUST_LOG` into filter directives: a bare level is applied to warden's crates with
 /// dependencies kept at `info`; anything else is used as written.
 fn directives(rust_log: Option<&str>) -> String {
@@ -66,7 +83,22 @@ fn directives(rust_log: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::directives;
+    use super::{LogFormat, directives, format_in};
+
+    #[test]
+    fn log_format_is_found_in_an_unparsed_command_line() {
+        let argv = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            format_in(&argv("--log-format json run --bogus")),
+            LogFormat::Json
+        );
+        assert_eq!(
+            format_in(&argv("run --log-format=human --bogus")),
+            LogFormat::Human
+        );
+        assert_eq!(format_in(&argv("run --bogus")), LogFormat::Auto);
+        assert_eq!(format_in(&argv("run --log-format")), LogFormat::Auto);
+    }
 
     #[test]
     fn bare_level_applies_to_own_crates_only() {

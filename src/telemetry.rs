@@ -41,6 +41,8 @@ pub async fn upkeep(handle: PrometheusHandle) {
     }
 }
 
+/// `# HELP` for every metric family SPEC §7 names, so a scrape explains itself. A family
+/// shows only once it has a series; describing one early costs nothing.
 fn describe() {
     describe_gauge!("warden_build_info", "warden's version; always 1");
     describe_counter!(
@@ -51,5 +53,53 @@ fn describe() {
         "warden_request_duration_seconds",
         Unit::Seconds,
         "Time from a request's arrival until its response head goes to the client"
+    );
+    describe_counter!(
+        "warden_upstream_errors_total",
+        "Upstream answers and network faults that were not ok, by verdict and code (HTTP status, sanitized OAuth code or error kind)"
+    );
+    describe_counter!(
+        "warden_token_refresh_total",
+        "refresh_token grants answered by the token endpoint, by result (success, transient, terminal)"
+    );
+    describe_counter!(
+        "warden_retries_total",
+        "Retry decisions by outcome: success, failed, exhausted, budget_exhausted, concurrency_limited, unsafe"
+    );
+    describe_gauge!(
+        "warden_retries_in_flight",
+        "Retry slots held proxy-wide (limits.max_concurrent_retries), backoff included"
+    );
+    describe_counter!(
+        "warden_short_circuits_total",
+        "Requests warden answered itself instead of the upstream, by reason (needs_reauth, circuit_open)"
+    );
+    describe_gauge!(
+        "warden_connection_state",
+        "1 for the connection's current state (healthy, degraded, circuit_open, needs_reauth), 0 for the others"
+    );
+    describe_gauge!(
+        "warden_connection_needs_reauth",
+        "1 while the connection needs a new login or new client credentials"
+    );
+    describe_counter!(
+        "warden_probes_total",
+        "Background probes of an open circuit, by result (success, failure)"
+    );
+    describe_counter!(
+        "warden_jsonrpc_errors_total",
+        "JSON-RPC error objects in MCP answers, by code class"
+    );
+    describe_counter!(
+        "warden_mcp_tool_calls_total",
+        "MCP tools/call answers, by result (ok, tool_error, jsonrpc_error)"
+    );
+    describe_gauge!(
+        "warden_client_connections",
+        "Client connections open, proxy-wide"
+    );
+    describe_counter!(
+        "warden_config_reloads_total",
+        "Config reloads, by result (success, error)"
     );
 }

@@ -4,11 +4,13 @@
 //! unit tests, and every metric the alerts and the dashboard query is one a running
 //! warden exports.
 //!
-//! promtool comes from the Debian package `prometheus` (installed by .ci/run).
+//! promtool comes from the Debian package `prometheus` (installed by .ci/run); without it
+//! the promtool tests skip with a banner, and fail instead when `CI` is set.
 //! `WARDEN_BLESS=1 cargo test --test deploy` regenerates deploy/example/deployment.yaml.
 
 mod k8s;
 mod support;
+mod tools;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -30,20 +32,18 @@ fn docs(rel: &str) -> Vec<Value> {
     k8s::docs(&read(rel))
 }
 
-/// Runs promtool, failing the test with how to get it when it is not installed.
-fn promtool(args: &[&str], dir: &Path) -> String {
-    let out = match Command::new("promtool")
+/// promtool's path, or `None` when this run skips (see `tools`).
+fn promtool_path(test: &str) -> Option<PathBuf> {
+    tools::require(test, &[&tools::PROMTOOL]).and_then(|mut found| found.pop())
+}
+
+/// Runs promtool, failing the test on any error.
+fn promtool(promtool: &Path, args: &[&str], dir: &Path) -> String {
+    let out = Command::new(promtool)
         .args(args)
         .current_dir(dir)
         .output()
-    {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "promtool is not installed: install the Debian package `prometheus` \
-             (apt-get install prometheus; .ci/run does) to check the alert rules"
-        ),
-        Err(e) => panic!("running promtool: {e}"),
-    };
+        .unwrap_or_else(|e| panic!("running {}: {e}", promtool.display()));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -232,6 +232,10 @@ fn every_warden_image_is_this_release() {
     let want = k8s::default_image();
     let mut seen = 0;
     for file in yaml_files(&root().join("deploy")) {
+        // Kustomizations name the image without a tag; checked below.
+        if file.ends_with("kustomization.yaml") {
+            continue;
+        }
         let text = std::fs::read_to_string(&file).expect("read");
         for (at, _) in text.match_indices("ghcr.io/warden-proxy/warden") {
             let image: String = text[at..]
@@ -243,6 +247,58 @@ fn every_warden_image_is_this_release() {
         }
     }
     assert!(seen >= 4, "images found: {seen}");
+}
+
+/// One `images:` entry per deployable kustomization sets the image of everything it
+/// deploys: the sidecar (through the component's patch) and the webhook, whose injected
+/// image a replacement copies from its own.
+#[test]
+fn kustomize_images_entries_set_the_image_in_one_place() {
+    let (name, tag) = k8s::default_image()
+        .rsplit_once(':')
+        .map(|(n, t)| (n.to_owned(), t.to_owned()))
+        .expect("name:tag");
+    for rel in [
+        "deploy/kustomize/overlay/kustomization.yaml",
+        "deploy/webhook/kustomization.yaml",
+    ] {
+        let k = docs(rel).remove(0);
+        let images = k["images"].as_array().expect("images");
+        assert_eq!(images.len(), 1, "{rel}: one entry");
+        assert_eq!(images[0]["name"], name.as_str(), "{rel}");
+        assert_eq!(images[0]["newName"], name.as_str(), "{rel}");
+        assert_eq!(images[0]["newTag"], tag.as_str(), "{rel}");
+    }
+    // The webhook's injected image comes from the env var the replacement fills in, not a
+    // flag kustomize could not rewrite.
+    let webhook = docs("deploy/webhook/deployment.yaml").remove(0);
+    let container = &webhook["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["name"], "webhook");
+    assert!(
+        !container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .any(|a| a.as_str().is_some_and(|a| a.starts_with("--image"))),
+        "--image in args would override the variable"
+    );
+    let env = container["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == "WARDEN_SIDECAR_IMAGE")
+        .expect("WARDEN_SIDECAR_IMAGE");
+    assert_eq!(env["value"], container["image"]);
+    let k = docs("deploy/webhook/kustomization.yaml").remove(0);
+    let replacement = &k["replacements"][0];
+    assert_eq!(
+        replacement["source"]["fieldPath"],
+        "spec.template.spec.containers.[name=webhook].image"
+    );
+    assert_eq!(
+        replacement["targets"][0]["fieldPaths"][0],
+        "spec.template.spec.containers.[name=webhook].env.[name=WARDEN_SIDECAR_IMAGE].value"
+    );
 }
 
 #[test]
@@ -321,6 +377,9 @@ fn the_pod_monitor_scrapes_the_sidecar_admin_port() {
 
 #[test]
 fn the_alert_rules_pass_promtool_check_and_unit_tests() {
+    let Some(bin) = promtool_path("the_alert_rules_pass_promtool_check_and_unit_tests") else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     write_rules(dir.path());
     std::fs::copy(
@@ -328,9 +387,13 @@ fn the_alert_rules_pass_promtool_check_and_unit_tests() {
         dir.path().join("prometheusrule.test.yaml"),
     )
     .expect("copy the rule tests");
-    let checked = promtool(&["check", "rules", "rules.yaml"], dir.path());
+    let checked = promtool(&bin, &["check", "rules", "rules.yaml"], dir.path());
     assert!(checked.contains("SUCCESS: 4 rules found"), "{checked}");
-    promtool(&["test", "rules", "prometheusrule.test.yaml"], dir.path());
+    promtool(
+        &bin,
+        &["test", "rules", "prometheusrule.test.yaml"],
+        dir.path(),
+    );
 
     // Every alert is covered by the unit tests, firing at least once.
     let tests = read("deploy/monitoring/prometheusrule.test.yaml");
@@ -365,6 +428,9 @@ fn the_alert_rules_pass_promtool_check_and_unit_tests() {
 /// promtool checks that each one is valid PromQL.
 #[test]
 fn the_dashboard_queries_are_valid_promql() {
+    let Some(bin) = promtool_path("the_dashboard_queries_are_valid_promql") else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let rules: Vec<Value> = dashboard_exprs()
         .iter()
@@ -380,7 +446,7 @@ fn the_dashboard_queries_are_valid_promql() {
         .collect();
     let file = json!({"groups": [{"name": "dashboard", "rules": rules}]});
     std::fs::write(dir.path().join("dashboard.yaml"), file.to_string()).expect("write");
-    promtool(&["check", "rules", "dashboard.yaml"], dir.path());
+    promtool(&bin, &["check", "rules", "dashboard.yaml"], dir.path());
 }
 
 fn dashboard() -> Value {
@@ -574,6 +640,7 @@ fn the_dockerfile_builds_the_release_binary_into_a_static_nonroot_image() {
         .map(|l| l.trim_end_matches('/'))
         .collect();
     let mut copied = 0;
+    let mut sources_copied: Vec<String> = Vec::new();
     for inst in &instructions {
         let words: Vec<&str> = inst.split_whitespace().collect();
         if words[0] != "COPY" || words.iter().any(|w| w.starts_with("--from")) {
@@ -594,9 +661,11 @@ fn the_dockerfile_builds_the_release_binary_into_a_static_nonroot_image() {
                 "COPY {source}: excluded by .dockerignore"
             );
             copied += 1;
+            sources_copied.push(source.to_owned());
         }
     }
     assert!(copied >= 4, "COPY sources found: {copied}");
+    only_the_copied_files_resolve(&sources_copied);
     assert!(
         ignored.contains(&"target"),
         ".dockerignore keeps target/ out"
@@ -627,4 +696,90 @@ fn the_dockerfile_builds_the_release_binary_into_a_static_nonroot_image() {
         .expect("final stage");
     assert!(final_stage.contains("\nUSER 65532:65532\n"));
     assert!(final_stage.contains("ENTRYPOINT [\"/warden\"]"));
+}
+
+/// The build context the Dockerfile copies, alone, is a whole workspace: `cargo metadata
+/// --locked --offline` resolves it against Cargo.lock as it stands, and the binary keeps its
+/// build script (the commit in `--version`). Cheap: nothing is compiled.
+fn only_the_copied_files_resolve(sources: &[String]) {
+    let dir = tempfile::tempdir().expect("dir");
+    for source in sources {
+        copy_tree(&root().join(source), &dir.path().join(source));
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // This platform's dependencies only: they are in the local cache after any build, so
+    // --offline holds; the others (Windows crates) may never have been downloaded.
+    let platform = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let out = Command::new(cargo)
+        .args(["metadata", "--locked", "--offline", "--format-version", "1"])
+        .args(["--filter-platform", &platform])
+        .current_dir(dir.path())
+        .env("CARGO_TARGET_DIR", dir.path().join("target"))
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "the files the Dockerfile copies do not make a workspace that resolves --locked:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let warden = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|p| p["name"] == "warden")
+        .expect("the warden package");
+    let kinds: BTreeSet<String> = warden["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter_map(|t| t["kind"][0].as_str().map(str::to_owned))
+        .collect();
+    for kind in ["bin", "custom-build"] {
+        assert!(
+            kinds.contains(kind),
+            "no {kind} target in the copied files: {kinds:?}"
+        );
+    }
+    let members = meta["workspace_members"].as_array().expect("members").len();
+    let real_members = std::fs::read_dir(root().join("crates"))
+        .expect("crates")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().join("Cargo.toml").exists())
+        })
+        .count()
+        + 1;
+    assert_eq!(members, real_members, "workspace members");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        if from.file_name().is_some_and(|n| n == "target") {
+            return;
+        }
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("read dir") {
+            let entry = entry.expect("entry");
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::copy(from, to).expect("copy");
+    }
+}
+
+/// Without promtool the two promtool tests skip loudly, and under CI they fail: re-runs
+/// them from this binary with `PATH` stripped of promtool.
+#[test]
+fn the_promtool_tests_skip_without_promtool_and_fail_under_ci() {
+    tools::assert_skip_and_ci_failure(
+        &[&tools::PROMTOOL],
+        &[
+            "the_alert_rules_pass_promtool_check_and_unit_tests",
+            "the_dashboard_queries_are_valid_promql",
+        ],
+    );
 }

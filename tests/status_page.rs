@@ -3,10 +3,12 @@
 //! a state change picked up by polling, a reset through the page (bearer token asked for),
 //! and the stale banner once the admin listener is gone.
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (installed by `.ci/run`); without them the
-//! test fails and says so rather than silently passing.
+//! Needs Debian's `chromium` and `chromium-driver` (installed by `.ci/run`, found on `PATH`
+//! or through `WARDEN_TEST_CHROMIUM` / `WARDEN_TEST_CHROMEDRIVER`): without them the test
+//! skips with a banner naming the install line, and fails instead when `CI` is set.
 
 mod support;
+mod tools;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -25,13 +27,13 @@ use support::{DEADLINE, HttpClient, Warden, eventually, get, http_client, send};
 
 const ADMIN_TOKEN: &str = "page-admin-token";
 
-fn chromium() -> PathBuf {
-    std::env::var_os("WARDEN_TEST_CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), Into::into)
-}
+const TEST: &str = "the_status_page_shows_every_state_in_a_real_browser";
 
-fn chromedriver() -> PathBuf {
-    std::env::var_os("WARDEN_TEST_CHROMEDRIVER")
-        .map_or_else(|| "/usr/bin/chromedriver".into(), Into::into)
+/// The browser and its driver, or `None` when this run skips (see `tools`).
+fn browser_tools() -> Option<(PathBuf, PathBuf)> {
+    let found = tools::require(TEST, &[&tools::CHROMIUM, &tools::CHROMEDRIVER])?;
+    let [chromium, driver] = <[PathBuf; 2]>::try_from(found).ok()?;
+    Some((chromium, driver))
 }
 
 /// A chromedriver process and the browser session it drives. Dropping it ends both: the
@@ -39,6 +41,7 @@ fn chromedriver() -> PathBuf {
 /// browser's helpers) is killed, pass or fail.
 struct Browser {
     driver: Child,
+    chromium: PathBuf,
     base: String,
     session: String,
     client: HttpClient,
@@ -46,25 +49,10 @@ struct Browser {
 }
 
 impl Browser {
-    /// Fails (never skips) when the browser is missing: CI installs it, and a test that
-    /// quietly passes without one would prove nothing.
-    fn require() {
-        for (what, path) in [("chromium", chromium()), ("chromedriver", chromedriver())] {
-            assert!(
-                path.exists(),
-                "{what} not found at {}: this test needs a real browser. Install it with \
-                 `apt-get update && apt-get install -y chromium chromium-driver` (.ci/run does), \
-                 or point WARDEN_TEST_CHROMIUM / WARDEN_TEST_CHROMEDRIVER at one.",
-                path.display()
-            );
-        }
-    }
-
-    async fn start() -> Browser {
-        Self::require();
+    async fn start((chromium, chromedriver): (PathBuf, PathBuf)) -> Browser {
         let mut driver = {
             use std::os::unix::process::CommandExt as _;
-            Command::new(chromedriver())
+            Command::new(chromedriver)
                 .args(["--port=0", "--log-level=WARNING"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -91,6 +79,7 @@ impl Browser {
         let profile = tempfile::tempdir().expect("profile dir");
         let mut browser = Browser {
             driver,
+            chromium,
             base: String::new(),
             session: String::new(),
             client: http_client(),
@@ -120,7 +109,7 @@ impl Browser {
                 "/session",
                 json!({ "capabilities": { "alwaysMatch": {
                     "browserName": "chrome",
-                    "goog:chromeOptions": { "binary": chromium(), "args": args },
+                    "goog:chromeOptions": { "binary": browser.chromium, "args": args },
                 }}}),
             )
             .await;
@@ -360,7 +349,9 @@ fn output_dir() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_shows_every_state_in_a_real_browser() {
-    Browser::require();
+    let Some(browser_tools) = browser_tools() else {
+        return;
+    };
     let client = http_client();
     // crm: the IdP rejects the client → needs_reauth.
     let crm_idp = scripted(
@@ -452,7 +443,7 @@ connections:
     assert!(csp.contains("connect-src 'self'"), "{csp}");
     assert!(!csp.contains("unsafe-inline"), "{csp}");
 
-    let browser = Browser::start().await;
+    let browser = Browser::start(browser_tools).await;
     browser.goto(&format!("http://{}/?poll=300", w.admin)).await;
     let shown = browser
         .wait_until("six rendered rows", SNAPSHOT, |v| {
@@ -685,4 +676,11 @@ fn decode_base64(text: &str) -> Vec<u8> {
         out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
     }
     out
+}
+
+/// On a machine without chromium the browser test skips loudly, and under CI it fails:
+/// re-runs it from this binary with `PATH` stripped of the browser.
+#[test]
+fn the_browser_test_skips_without_chromium_and_fails_under_ci() {
+    tools::assert_skip_and_ci_failure(&[&tools::CHROMIUM, &tools::CHROMEDRIVER], &[TEST]);
 }

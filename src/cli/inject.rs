@@ -6,8 +6,9 @@
 //! byte, comments included, and a document that already has the sidecar is not changed,
 //! so injecting twice gives the same output as injecting once.
 
+mod next_steps;
 pub(crate) mod sidecar;
-mod yaml;
+pub(crate) mod yaml;
 
 use std::io::{Read as _, Write as _};
 use std::ops::Range;
@@ -58,6 +59,9 @@ pub fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
     for note in &injected.notes {
         eprintln!("{note}");
     }
+    for line in &injected.next_steps {
+        eprintln!("{line}");
+    }
     let mut out = std::io::stdout().lock();
     out.write_all(injected.text.as_bytes())
         .and_then(|()| out.flush())
@@ -65,11 +69,13 @@ pub fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The rewritten stream and one line per workload saying what happened to it.
+/// The rewritten stream, one line per workload saying what happened to it, and what the
+/// user still has to do for each injected workload (stderr, never the stream).
 #[derive(Debug)]
 pub struct Injected {
     pub text: String,
     pub notes: Vec<String>,
+    pub next_steps: Vec<String>,
 }
 
 /// Adds the sidecar to every Pod template in `src` that lacks it and is not opted out.
@@ -81,16 +87,23 @@ pub fn inject_stream(src: &str, args: &SidecarArgs) -> anyhow::Result<Injected> 
         nl: if src.contains("\r\n") { "\r\n" } else { "\n" },
         edits: Vec::new(),
         notes: Vec::new(),
+        injected: Vec::new(),
     };
     for doc in &docs {
         ctx.visit(&doc.root, "").map_err(|problem| {
             anyhow::anyhow!("document {} (line {}): {problem}", doc.index, doc.root.line)
         })?;
     }
-    let Ctx { edits, notes, .. } = ctx;
+    let Ctx {
+        edits,
+        notes,
+        injected,
+        ..
+    } = ctx;
     Ok(Injected {
         text: apply(src, edits),
         notes,
+        next_steps: next_steps::lines(src, args, &injected),
     })
 }
 
@@ -122,6 +135,8 @@ struct Ctx<'a> {
     nl: &'static str,
     edits: Vec<Edit>,
     notes: Vec<String>,
+    /// Each workload that got the sidecar: `Kind name` and its namespace, if it names one.
+    injected: Vec<(String, Option<String>)>,
 }
 
 /// Where the pod template sits in each workload kind.
@@ -204,6 +219,13 @@ impl Ctx<'_> {
             .pod(pod, &format!("{prefix}{spec_key}"))
             .map_err(wrap)?;
         self.notes.push(format!("{what}: {note}"));
+        if note == "injected" {
+            let namespace = lookup(node, &["metadata", "namespace"], prefix)
+                .map_err(wrap)?
+                .and_then(Node::as_str)
+                .map(str::to_owned);
+            self.injected.push((what, namespace));
+        }
         Ok(())
     }
 

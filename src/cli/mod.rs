@@ -1,6 +1,7 @@
 //! Subcommands.
 
 mod check;
+mod configmap;
 mod demo;
 mod inject;
 mod reload;
@@ -18,7 +19,8 @@ use crate::logging::LogFormat;
 #[derive(Debug, Parser)]
 #[command(
     name = "warden",
-    version,
+    // The commit (build.rs) says exactly which source a running binary came from.
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("WARDEN_GIT_COMMIT"), ")"),
     about = "Sidecar HTTP proxy that keeps OAuth and MCP connections honest"
 )]
 pub struct Args {
@@ -34,8 +36,9 @@ pub struct Args {
 pub enum Command {
     /// Run the proxy.
     Run(run::RunArgs),
-    /// Validate a config file; exit 1 and print every error if it is invalid.
-    Check(ConfigArg),
+    /// Validate a config file (or a ConfigMap manifest holding one); exit 1 and print
+    /// every error if it is invalid.
+    Check(check::CheckArgs),
     /// Print the health table of a running warden; exit 1 when a connection needs
     /// re-authorization or has an open circuit.
     Status(status::StatusArgs),
@@ -45,6 +48,26 @@ pub enum Command {
     Inject(inject::InjectArgs),
     /// Serve the mutating admission webhook that injects the sidecar.
     Webhook(webhook::WebhookArgs),
+    /// Print a shell completion script (bash: `source <(warden completions bash)`).
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+impl Command {
+    /// The long-running commands, whose output is logs: their errors follow
+    /// `--log-format` too.
+    pub fn is_server(&self) -> bool {
+        matches!(
+            self,
+            Command::Run(_) | Command::Demo(_) | Command::Webhook(_)
+        )
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -57,11 +80,16 @@ pub struct ConfigArg {
 pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => run::run(args),
-        Command::Check(args) => Ok(check::check(&args.config)),
+        Command::Check(args) => Ok(check::check(&args)),
         Command::Status(args) => status::status(args),
         Command::Demo(args) => demo::demo(args),
         Command::Inject(args) => inject::inject(args),
         Command::Webhook(args) => webhook::webhook(args),
+        Command::Completions(args) => {
+            let mut command = <Args as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "warden", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -76,5 +104,35 @@ fn report_invalid(err: &warden_config::ConfigError) {
             eprintln!("{origin}: {} error(s)", diagnostics.len());
         }
         other => eprintln!("error: {other}"),
+    }
+}
+
+/// A config error at startup, as log lines in `--log-format` (JSON included), so whatever
+/// collects warden's logs parses these too: one line per problem, with its position as
+/// fields, then a summary.
+fn log_invalid(err: &warden_config::ConfigError) {
+    match err {
+        warden_config::ConfigError::Invalid {
+            origin,
+            diagnostics,
+        } => {
+            for d in diagnostics {
+                let text = warden_config::render(origin, std::slice::from_ref(d));
+                tracing::error!(
+                    file = %origin,
+                    line = d.line,
+                    column = d.column,
+                    key = %d.path,
+                    "{}",
+                    text.trim_end()
+                );
+            }
+            tracing::error!(
+                file = %origin,
+                errors = diagnostics.len(),
+                "invalid config; not starting"
+            );
+        }
+        other => tracing::error!(error = %other, "cannot read the config; not starting"),
     }
 }

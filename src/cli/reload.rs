@@ -45,6 +45,8 @@ pub(super) struct Reloader {
     pub admin: Admin,
     pub drain_timeout: Arc<Mutex<Duration>>,
     pub stop: watch::Receiver<bool>,
+    /// What `GET /api/v1/config` shows: replaced when a reload takes effect.
+    pub effective: Arc<Mutex<serde_json::Value>>,
 }
 
 /// Reloads on SIGHUP at once, and on a file change once the new content has stayed the
@@ -120,6 +122,11 @@ async fn reload(r: &Reloader, path: &std::path::Path, outcomes: &Outcomes) {
         Ok(report) => {
             *r.drain_timeout.lock().unwrap_or_else(|p| p.into_inner()) =
                 config.shutdown.drain_timeout;
+            // The admin settings in force are the ones warden started with.
+            let mut shown = config.clone();
+            shown.admin = r.admin.clone();
+            *r.effective.lock().unwrap_or_else(|p| p.into_inner()) =
+                warden_config::effective_json(&shown);
             super::run::log_listening(&config, &report.added);
             for gone in &report.removed {
                 tracing::info!(connection = %gone.connection, role = %gone.role, addr = %gone.addr, "listener closed");

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use tokio::sync::watch;
@@ -33,6 +33,13 @@ pub struct RunArgs {
     #[arg(long, requires = "listen", default_value = "mcp", value_parser = parse_role)]
     role: Role,
 
+    /// Zero-config mode, --role oauth: the token endpoint's path [default: /token] (Okta:
+    /// /oauth2/default/v1/token, Keycloak: /realms/NAME/protocol/openid-connect/token).
+    /// Requests to other paths are forwarded but not read as token requests, so a revoked
+    /// refresh token on a wrong path goes unnoticed.
+    #[arg(long, requires = "listen", value_name = "PATH")]
+    token_path: Option<String>,
+
     /// Zero-config mode: the admin listener.
     #[arg(long, requires = "listen", default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
@@ -49,6 +56,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             upstream: upstream.clone(),
             role: args.role,
             admin: args.admin,
+            token_path: args.token_path.clone(),
         })
         .map(|config| (config, None)),
         _ => load(&args.config),
@@ -56,7 +64,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (config, loaded) = match config {
         Ok(pair) => pair,
         Err(err) => {
-            super::report_invalid(&err);
+            super::log_invalid(&err);
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -124,6 +132,7 @@ async fn serve(config: Config, watched: Option<reload::Watched>) -> anyhow::Resu
         admin: config.admin.clone(),
         drain_timeout: Arc::clone(&drain_timeout),
         stop: running.proxy_stopped.clone(),
+        effective: Arc::clone(&running.effective),
     }));
 
     let signal = terminated.await;
@@ -142,6 +151,8 @@ pub(crate) struct Running {
     readiness: Arc<Readiness>,
     stop_proxy: watch::Sender<bool>,
     pub proxy_stopped: watch::Receiver<bool>,
+    /// What `GET /api/v1/config` shows; the reloader replaces it.
+    pub effective: Arc<Mutex<serde_json::Value>>,
     stop_admin: watch::Sender<bool>,
     admin_task: tokio::task::JoinHandle<()>,
 }
@@ -159,12 +170,16 @@ pub(crate) async fn launch(config: &Config) -> anyhow::Result<Running> {
     let proxy = Proxy::start(config, proxy_stopped.clone()).await?;
 
     let readiness = Arc::new(Readiness::default());
+    let effective = Arc::new(Mutex::new(warden_config::effective_json(config)));
     let admin = AdminServer::bind(
         config.admin.listen,
         AdminState {
             readiness: Arc::clone(&readiness),
             metrics,
-            connections: Some(Arc::new(HealthApi(proxy.health()))),
+            connections: Some(Arc::new(HealthApi {
+                health: proxy.health(),
+                effective: Arc::clone(&effective),
+            })),
             token,
         },
     )
@@ -183,6 +198,7 @@ pub(crate) async fn launch(config: &Config) -> anyhow::Result<Running> {
         readiness,
         stop_proxy,
         proxy_stopped,
+        effective,
         stop_admin,
         admin_task,
     })
@@ -240,23 +256,35 @@ fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(token.to_owned())
 }
 
-/// The admin API's view of the proxy's health records.
-struct HealthApi(Arc<HealthHub>);
+/// The admin API's view of the proxy's health records and of the config it runs.
+struct HealthApi {
+    health: Arc<HealthHub>,
+    effective: Arc<Mutex<serde_json::Value>>,
+}
 
 impl ConnectionsApi for HealthApi {
     fn health(&self) -> serde_json::Value {
-        serde_json::json!({ "connections": self.0.rows() })
+        serde_json::json!({ "connections": self.health.rows() })
     }
 
     fn connection(&self, name: &str) -> Option<serde_json::Value> {
-        let detail = self.0.get(name)?.detail();
+        let detail = self.health.get(name)?.detail();
         serde_json::to_value(detail).ok()
     }
 
     fn reset(&self, name: &str) -> Option<serde_json::Value> {
-        let row = self.0.get(name)?.reset();
+        let row = self.health.get(name)?.reset();
         tracing::info!(connection = name, "reset by admin");
         serde_json::to_value(row).ok()
+    }
+
+    fn config(&self) -> Option<serde_json::Value> {
+        Some(
+            self.effective
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
     }
 }
 

@@ -49,8 +49,15 @@ impl Ca {
 
     /// A certificate for `sans` (DNS names or IP addresses) signed by this CA.
     pub fn leaf(&self, sans: &[&str]) -> Leaf {
-        let params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .expect("leaf params");
+        self.leaf_with(sans, |_| {})
+    }
+
+    /// A certificate for `sans` whose parameters `edit` changes first (validity dates).
+    pub fn leaf_with(&self, sans: &[&str], edit: impl FnOnce(&mut CertificateParams)) -> Leaf {
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("leaf params");
+        edit(&mut params);
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
         Leaf {
@@ -69,7 +76,16 @@ impl Ca {
         alpn: &[&[u8]],
         client_ca: Option<&Ca>,
     ) -> Arc<rustls::ServerConfig> {
-        let leaf = self.leaf(sans);
+        self.server_config_for(self.leaf(sans), alpn, client_ca)
+    }
+
+    /// Server settings presenting `leaf` (see [`Ca::server_config`]).
+    pub fn server_config_for(
+        &self,
+        leaf: Leaf,
+        alpn: &[&[u8]],
+        client_ca: Option<&Ca>,
+    ) -> Arc<rustls::ServerConfig> {
         let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .expect("protocol versions");

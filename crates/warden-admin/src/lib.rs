@@ -61,6 +61,10 @@ pub trait ConnectionsApi: Send + Sync {
     /// Clears needs_reauth and circuits and records `reset_admin`; the row afterwards, or
     /// `None` for an unknown name.
     fn reset(&self, name: &str) -> Option<serde_json::Value>;
+    /// The effective config, secrets redacted (`GET /api/v1/config`); `None` answers 404.
+    fn config(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// What the admin endpoints read.
@@ -138,6 +142,10 @@ fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             Phase::Ready => text(StatusCode::OK, "ready\n"),
             Phase::Starting => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
             Phase::Draining => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+        },
+        "/api/v1/config" => match state.connections.as_ref().and_then(|api| api.config()) {
+            Some(config) => json(StatusCode::OK, &config),
+            None => json_error(StatusCode::NOT_FOUND, "not_found"),
         },
         "/metrics" => {
             let mut resp = Response::new(Full::new(Bytes::from(state.metrics.render())));

@@ -227,10 +227,12 @@ pub(crate) fn item_as<T: for<'v> Deserialize<'v>>(
     const MAX_ERRORS_PER_ITEM: usize = 32;
     let mut patched: Option<Value> = None;
     let mut removed: Vec<Vec<Seg>> = Vec::new();
+    let mut mended = false;
     for _ in 0..MAX_ERRORS_PER_ITEM {
         let current = patched.as_ref().unwrap_or(value);
         let err = match serde_path_to_error::deserialize::<_, T>(Strict(current)) {
-            Ok(v) => return removed.is_empty().then_some(v),
+            // An item that needed mending is broken whatever it decodes to now.
+            Ok(v) => return (!mended).then_some(v),
             Err(err) => err,
         };
         let segments: Vec<Seg> = err
@@ -264,6 +266,7 @@ pub(crate) fn item_as<T: for<'v> Deserialize<'v>>(
         let replaced =
             !message.starts_with("unknown key") && stand_in::<T>(copy, &segments, &message);
         diags.error(full, message);
+        mended = true;
         if !replaced {
             if !remove_at(copy, &segments) {
                 return None;

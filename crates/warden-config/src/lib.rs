@@ -11,6 +11,7 @@ mod decode;
 mod defaults;
 mod diag;
 mod duration;
+mod effective;
 mod forms;
 mod lint;
 mod located;
@@ -25,6 +26,7 @@ mod validate;
 pub use defaults::{DEFAULT_ADMIN_LISTEN, DEFAULT_EVENTS_PER_CONNECTION, ZERO_CONFIG_TOKEN_PATH};
 pub use diag::{Diagnostic, render};
 pub use duration::parse_duration;
+pub use effective::{REDACTED, effective_json};
 pub use lint::{Warning, warnings};
 pub use model::*;
 pub use schema::json_schema;
@@ -78,6 +80,9 @@ pub struct ZeroConfig {
     pub upstream: String,
     pub role: Role,
     pub admin: SocketAddr,
+    /// `--token-path`: the token endpoint's path on an oauth route; `None` means
+    /// [`ZERO_CONFIG_TOKEN_PATH`]. Only an oauth route may have one.
+    pub token_path: Option<String>,
 }
 
 /// Reads and validates the file at `path` (`-`: standard input, as `inject -f -` reads);
@@ -144,7 +149,9 @@ pub fn parse(source: &str, origin: &str) -> Result<Config, ConfigError> {
 
 /// The config of `warden run --listen --upstream`: connection `default` with one route of
 /// `z.role`, every other setting at its default. An oauth route's token path is
-/// [`ZERO_CONFIG_TOKEN_PATH`] (`/token`), as there is no file to name another.
+/// `--token-path`, else [`ZERO_CONFIG_TOKEN_PATH`] (`/token`): with the wrong path every
+/// token request is classified as a plain upstream request and a revoked refresh token
+/// goes unnoticed, so IdPs with other paths (Okta, Entra ID) need the flag.
 ///
 /// The upstream goes through the same checks as in a file; problems are reported with the
 /// flag as their path (`--upstream`, `--admin`).
@@ -169,6 +176,21 @@ pub fn zero_config(z: &ZeroConfig) -> Result<Config, ConfigError> {
             ),
         ));
     }
+    match (&z.token_path, z.role) {
+        (Some(_), Role::Mcp | Role::Api) => diagnostics.push(flag_error(
+            "--token-path",
+            format!("only applies to --role oauth, not {}", z.role),
+        )),
+        (Some(p), Role::Oauth)
+            if !p.starts_with('/') || p.contains(['?', '#']) || p.contains(char::is_whitespace) =>
+        {
+            diagnostics.push(flag_error(
+                "--token-path",
+                format!("`{p}` is not a request path: it must start with `/` and have no query, e.g. /oauth2/v1/token"),
+            ));
+        }
+        _ => {}
+    }
     let (Some(upstream), true) = (upstream, diagnostics.is_empty()) else {
         return Err(ConfigError::Invalid {
             origin: "command line".into(),
@@ -191,7 +213,11 @@ pub fn zero_config(z: &ZeroConfig) -> Result<Config, ConfigError> {
                 listen: z.listen,
                 upstream,
                 tls: Tls::default(),
-                token_path: (z.role == Role::Oauth).then(|| ZERO_CONFIG_TOKEN_PATH.to_owned()),
+                token_path: (z.role == Role::Oauth).then(|| {
+                    z.token_path
+                        .clone()
+                        .unwrap_or_else(|| ZERO_CONFIG_TOKEN_PATH.to_owned())
+                }),
                 timeouts: Timeouts::default(),
                 retry: Retry::default(),
                 circuit: Circuit::default(),

@@ -286,6 +286,52 @@ pub enum RetryMode {
     Never,
 }
 
+/// Why a TLS handshake with an upstream failed (SPEC §5, `tls_detail`): a closed set, so
+/// an operator can tell a missing CA from a wrong `server_name` or an expired certificate
+/// without reading rustls' debug output, and a label or field built from it stays bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsDetail {
+    /// The upstream's chain does not lead to a trusted root (`tls.ca_file`, self-signed).
+    UnknownCa,
+    /// The certificate is not valid for the name warden checked (`tls.server_name`).
+    NameMismatch,
+    Expired,
+    NotYetValid,
+    /// The upstream refused warden's client certificate (or asked for one it did not get).
+    ClientCertRejected,
+    /// Any other handshake failure: protocol versions, ciphers, a bad or revoked
+    /// certificate, an alert from the server.
+    Handshake,
+}
+
+impl TlsDetail {
+    pub const ALL: [TlsDetail; 6] = [
+        TlsDetail::UnknownCa,
+        TlsDetail::NameMismatch,
+        TlsDetail::Expired,
+        TlsDetail::NotYetValid,
+        TlsDetail::ClientCertRejected,
+        TlsDetail::Handshake,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsDetail::UnknownCa => "unknown_ca",
+            TlsDetail::NameMismatch => "name_mismatch",
+            TlsDetail::Expired => "expired",
+            TlsDetail::NotYetValid => "not_yet_valid",
+            TlsDetail::ClientCertRejected => "client_cert_rejected",
+            TlsDetail::Handshake => "handshake",
+        }
+    }
+}
+
+impl std::fmt::Display for TlsDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why an upstream exchange failed below HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {

@@ -8,6 +8,7 @@ fn z(upstream: &str, role: Role) -> ZeroConfig {
         upstream: upstream.into(),
         role,
         admin: "127.0.0.1:9901".parse().unwrap(),
+        token_path: None,
     }
 }
 
@@ -48,6 +49,32 @@ fn oauth_route_gets_the_documented_token_path() {
         Some("/token")
     );
     assert_eq!(warden_config::ZERO_CONFIG_TOKEN_PATH, "/token");
+}
+
+#[test]
+fn token_path_flag_sets_the_oauth_route_path() {
+    let mut okta = z("https://example.okta.com", Role::Oauth);
+    okta.token_path = Some("/oauth2/default/v1/token".into());
+    let config = zero_config(&okta).unwrap();
+    assert_eq!(
+        config.connections[0].routes[0].token_path.as_deref(),
+        Some("/oauth2/default/v1/token")
+    );
+}
+
+#[test]
+fn token_path_flag_is_checked() {
+    let mut mcp = z("https://mcp.example.com", Role::Mcp);
+    mcp.token_path = Some("/token".into());
+    let mut bad = z("https://idp.example.com", Role::Oauth);
+    bad.token_path = Some("token?x=1".into());
+    for zc in [mcp, bad] {
+        let Err(ConfigError::Invalid { diagnostics, .. }) = zero_config(&zc) else {
+            panic!("{zc:?} must be rejected");
+        };
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        assert_eq!(diagnostics[0].path, "--token-path");
+    }
 }
 
 #[test]

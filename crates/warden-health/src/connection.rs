@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use warden_config::{Connection, ErrorKind, Role, Verdict};
+use warden_config::{Connection, ErrorKind, Role, TlsDetail, Verdict};
 use warden_policy::sanitize_code;
 
 use crate::changes::{Changes, RoleSet};
@@ -187,6 +187,7 @@ impl ConnectionHealth {
             let kind = EventType::from(outcome.event);
             let event = HealthEvent::new(kind, Some(Role::Oauth), at)
                 .answer(outcome.status, outcome.error_kind)
+                .tls(outcome.tls_detail)
                 .verdict(outcome.verdict)
                 .code(code.clone())
                 .grant(outcome.grant_type);
@@ -217,7 +218,7 @@ impl ConnectionHealth {
             h.count_attempt(
                 Role::Oauth,
                 transient,
-                (outcome.status, outcome.error_kind),
+                (outcome.status, outcome.error_kind, outcome.tls_detail),
                 at,
                 changes,
             );
@@ -247,6 +248,7 @@ impl ConnectionHealth {
             let event = |kind| {
                 HealthEvent::new(kind, Some(role), at)
                     .answer(outcome.status, outcome.error_kind)
+                    .tls(outcome.tls_detail)
                     .verdict(outcome.verdict)
             };
             match outcome.verdict {
@@ -284,7 +286,7 @@ impl ConnectionHealth {
             h.count_attempt(
                 role,
                 transient,
-                (outcome.status, outcome.error_kind),
+                (outcome.status, outcome.error_kind, outcome.tls_detail),
                 at,
                 changes,
             );
@@ -315,7 +317,9 @@ impl ConnectionHealth {
                 EventType::ProbeFailed
             };
             h.events.push(
-                HealthEvent::new(kind, Some(role), at).answer(probe.status, probe.error_kind),
+                HealthEvent::new(kind, Some(role), at)
+                    .answer(probe.status, probe.error_kind)
+                    .tls(probe.tls_detail),
             );
         })
     }
@@ -539,7 +543,7 @@ impl ConnectionHealth {
         &mut self,
         role: Role,
         transient: bool,
-        (status, error_kind): (Option<u16>, Option<ErrorKind>),
+        (status, error_kind, tls_detail): (Option<u16>, Option<ErrorKind>, Option<TlsDetail>),
         at: SystemTime,
         changes: &mut Changes,
     ) {
@@ -550,6 +554,7 @@ impl ConnectionHealth {
             changes.circuits_opened.insert(role);
             let opened = HealthEvent::new(EventType::CircuitOpened, Some(role), at)
                 .answer(status, error_kind)
+                .tls(tls_detail)
                 .verdict(Verdict::Transient);
             self.routes[role_index(role)].opened_by = Some(opened.clone());
             self.events.push(opened);

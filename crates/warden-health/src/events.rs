@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::ser::SerializeStruct;
-use warden_config::{ErrorKind, Role, Verdict};
+use warden_config::{ErrorKind, Role, TlsDetail, Verdict};
 use warden_policy::Event;
 
 use crate::grant::GrantType;
@@ -119,6 +119,9 @@ pub struct HealthEvent {
     /// Token events: the request's grant type, so a failed `client_credentials` grant is
     /// not read as a failed refresh (the event type keeps its historical name).
     pub grant_type: Option<GrantType>,
+    /// Why the TLS handshake failed, when `error_kind` is `tls`; serialized only then, so
+    /// every other event keeps the SPEC §6 shape.
+    pub tls_detail: Option<TlsDetail>,
 }
 
 impl HealthEvent {
@@ -133,12 +136,18 @@ impl HealthEvent {
             verdict: None,
             error_kind: None,
             grant_type: None,
+            tls_detail: None,
         }
     }
 
     pub(crate) fn answer(mut self, status: Option<u16>, error_kind: Option<ErrorKind>) -> Self {
         self.status = status;
         self.error_kind = error_kind;
+        self
+    }
+
+    pub(crate) fn tls(mut self, detail: Option<TlsDetail>) -> Self {
+        self.tls_detail = detail;
         self
     }
 
@@ -160,7 +169,8 @@ impl HealthEvent {
 
 impl serde::Serialize for HealthEvent {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("HealthEvent", 8)?;
+        let fields = 8 + usize::from(self.tls_detail.is_some());
+        let mut s = serializer.serialize_struct("HealthEvent", fields)?;
         s.serialize_field("at", &Rfc3339(self.at))?;
         s.serialize_field("type", &self.kind)?;
         s.serialize_field("role", &self.role.map(Role::as_str))?;
@@ -169,6 +179,9 @@ impl serde::Serialize for HealthEvent {
         s.serialize_field("verdict", &self.verdict.map(Verdict::as_str))?;
         s.serialize_field("error_kind", &self.error_kind.map(ErrorKind::as_str))?;
         s.serialize_field("grant_type", &self.grant_type)?;
+        if let Some(detail) = self.tls_detail {
+            s.serialize_field("tls_detail", detail.as_str())?;
+        }
         s.end()
     }
 }

@@ -15,7 +15,7 @@
 //!
 //! let settings = HealthSettings::new(50).with_consecutive_failures(Role::Mcp, 2);
 //! let mut crm = ConnectionHealth::new("crm", &[Role::Mcp, Role::Oauth], settings);
-//! let failure = UpstreamOutcome { verdict: Verdict::Transient, status: Some(503), error_kind: None };
+//! let failure = UpstreamOutcome { verdict: Verdict::Transient, status: Some(503), error_kind: None, tls_detail: None };
 //!
 //! let changes = crm.record_upstream(Role::Mcp, failure, SystemTime::now());
 //! assert_eq!(changes.state_changed, Some((State::Healthy, State::Degraded)));

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use warden_config::{ErrorKind, Verdict};
+use warden_config::{ErrorKind, TlsDetail, Verdict};
 use warden_policy::{Decision, Event};
 
 use crate::grant::GrantType;
@@ -23,6 +23,8 @@ pub struct TokenOutcome<'a> {
     /// `None` for a network fault.
     pub status: Option<u16>,
     pub error_kind: Option<ErrorKind>,
+    /// Why the TLS handshake failed, when `error_kind` is `tls`.
+    pub tls_detail: Option<TlsDetail>,
     /// The response carried an `access_token` (only its presence; never its value).
     pub has_access_token: bool,
     /// The request's grant type; `None` when the form named none.
@@ -44,6 +46,7 @@ impl<'a> TokenOutcome<'a> {
             code: decision.code.as_ref().map(|c| c.sanitized.as_str()),
             status,
             error_kind,
+            tls_detail: None,
             has_access_token,
             grant_type: None,
         })
@@ -52,6 +55,12 @@ impl<'a> TokenOutcome<'a> {
     /// The same outcome, naming the request's grant type (from its form value).
     pub fn with_grant_type(mut self, grant_type: Option<&str>) -> Self {
         self.grant_type = grant_type.map(GrantType::from_form_value);
+        self
+    }
+
+    /// The same outcome naming why its TLS handshake failed.
+    pub fn with_tls_detail(mut self, detail: Option<TlsDetail>) -> Self {
+        self.tls_detail = detail;
         self
     }
 }
@@ -64,6 +73,8 @@ pub struct UpstreamOutcome {
     /// `None` for a network fault.
     pub status: Option<u16>,
     pub error_kind: Option<ErrorKind>,
+    /// Why the TLS handshake failed, when `error_kind` is `tls`.
+    pub tls_detail: Option<TlsDetail>,
 }
 
 impl UpstreamOutcome {
@@ -76,7 +87,14 @@ impl UpstreamOutcome {
             verdict: decision.verdict,
             status,
             error_kind,
+            tls_detail: None,
         }
+    }
+
+    /// The same outcome naming why its TLS handshake failed.
+    pub fn with_tls_detail(mut self, detail: Option<TlsDetail>) -> Self {
+        self.tls_detail = detail;
+        self
     }
 }
 
@@ -86,6 +104,8 @@ pub struct ProbeOutcome {
     /// `None` when no HTTP answer came (a network fault).
     pub status: Option<u16>,
     pub error_kind: Option<ErrorKind>,
+    /// Why the TLS handshake failed, when `error_kind` is `tls`.
+    pub tls_detail: Option<TlsDetail>,
     /// When the prober will probe next if this one failed (drives `Retry-After`).
     pub next_probe: Option<Instant>,
 }
@@ -96,6 +116,7 @@ impl ProbeOutcome {
         ProbeOutcome {
             status: Some(status),
             error_kind: None,
+            tls_detail: None,
             next_probe,
         }
     }
@@ -105,8 +126,15 @@ impl ProbeOutcome {
         ProbeOutcome {
             status: None,
             error_kind: Some(kind),
+            tls_detail: None,
             next_probe,
         }
+    }
+
+    /// The same outcome naming why its TLS handshake failed.
+    pub const fn with_tls_detail(mut self, detail: Option<TlsDetail>) -> Self {
+        self.tls_detail = detail;
+        self
     }
 
     /// SPEC §5: any HTTP answer below 500 closes the circuit — the upstream is there, and

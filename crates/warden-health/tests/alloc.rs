@@ -83,6 +83,7 @@ fn outcome(verdict: Verdict, status: u16) -> UpstreamOutcome {
         verdict,
         status: Some(status),
         error_kind: None,
+        tls_detail: None,
     }
 }
 

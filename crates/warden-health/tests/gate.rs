@@ -145,6 +145,7 @@ fn terminal_without_code() -> TokenOutcome<'static> {
         code: None,
         status: Some(500),
         error_kind: None,
+        tls_detail: None,
         has_access_token: false,
         grant_type: None,
     }

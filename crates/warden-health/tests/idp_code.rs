@@ -148,6 +148,7 @@ fn record_raw(h: &mut ConnectionHealth, code: &str) {
             code: Some(code),
             status: Some(400),
             error_kind: None,
+            tls_detail: None,
             has_access_token: false,
             grant_type: None,
         },

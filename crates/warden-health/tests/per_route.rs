@@ -225,6 +225,7 @@ fn a_terminal_rule_verdict_on_mcp_is_the_reason_for_needs_reauth() {
         verdict: Verdict::Terminal,
         status: Some(200),
         error_kind: None,
+        tls_detail: None,
     };
     let c = h.record_upstream(Role::Mcp, terminal, tick());
     assert_eq!(c.state_changed, Some((State::Healthy, State::NeedsReauth)));

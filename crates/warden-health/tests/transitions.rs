@@ -364,6 +364,7 @@ fn a_terminal_upstream_verdict_sets_needs_reauth() {
             verdict: Verdict::Terminal,
             status: Some(403),
             error_kind: None,
+            tls_detail: None,
         },
         tick(),
     );
@@ -494,6 +495,7 @@ fn only_an_ok_answer_with_access_token_acquires_a_token() {
             code: None,
             status: Some(204),
             error_kind: None,
+            tls_detail: None,
             has_access_token: false,
             grant_type: None,
         },
@@ -509,6 +511,7 @@ fn only_an_ok_answer_with_access_token_acquires_a_token() {
             code: None,
             status: Some(200),
             error_kind: None,
+            tls_detail: None,
             has_access_token: true,
             grant_type: None,
         },

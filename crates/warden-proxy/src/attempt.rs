@@ -16,7 +16,7 @@ use http::{HeaderMap, Method, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt as _, LengthLimitError};
 use tokio::time::Instant;
-use warden_config::{ErrorKind, RetryMode, Role, Verdict};
+use warden_config::{ErrorKind, RetryMode, Role, TlsDetail, Verdict};
 use warden_health::{Gate, GateRequest, GrantType};
 use warden_policy::{Decision, HeaderLookup, Observation};
 
@@ -176,6 +176,7 @@ impl RouteCtx {
             })
         );
         let outcome = sent.map_err(Failure::into_local);
+        let tls_detail = outcome.as_ref().err().and_then(|local| local.tls_detail());
         let (status, answer, error_kind) = match &outcome {
             Ok((resp, answer)) => (Some(resp.status().as_u16()), Some(answer), None),
             Err(local) => match local.error_kind() {
@@ -220,6 +221,7 @@ impl RouteCtx {
             role = %self.role,
             status,
             error_kind = error_kind.map(ErrorKind::as_str),
+            tls_detail = tls_detail.map(TlsDetail::as_str),
             verdict = decision.verdict.as_str(),
             rule = decision.rule.name(),
             "classified"
@@ -234,6 +236,7 @@ impl RouteCtx {
                 decision: decision.clone(),
                 status,
                 error_kind,
+                tls_detail,
                 has_access_token,
             }),
             decision: Some(decision),
@@ -278,6 +281,7 @@ impl RouteCtx {
                     Failure::Upstream {
                         kind: ErrorKind::Reset,
                         nothing_sent: false,
+                        tls: None,
                     }
                 })?;
             let answer = if body.is_complete() {
@@ -295,6 +299,7 @@ impl RouteCtx {
             Err(_elapsed) => Err(Failure::Upstream {
                 kind: ErrorKind::Timeout,
                 nothing_sent: false,
+                tls: None,
             }),
         }
     }
@@ -305,6 +310,8 @@ pub(crate) enum Failure {
     Upstream {
         kind: ErrorKind,
         nothing_sent: bool,
+        /// Why the TLS handshake failed, when it did.
+        tls: Option<TlsDetail>,
     },
     /// The client's body passed `limits.max_request_body_bytes` while it streamed.
     BodyTooLarge,
@@ -318,6 +325,9 @@ impl Failure {
                 kind: ErrorKind::Timeout,
                 ..
             } => LocalError::Timeout,
+            Failure::Upstream {
+                tls: Some(detail), ..
+            } => LocalError::Tls(detail),
             Failure::Upstream { kind, .. } => LocalError::Unreachable(kind),
         }
     }
@@ -328,10 +338,16 @@ impl From<hyper_util::client::legacy::Error> for Failure {
         if is_body_limit(&err) {
             return Failure::BodyTooLarge;
         }
-        let kind = upstream::error_kind(&err);
-        tracing::debug!(kind = kind.as_str(), error = %err, "upstream exchange failed");
+        let (kind, tls) = upstream::fault(&err);
+        tracing::debug!(
+            kind = kind.as_str(),
+            tls_detail = tls.map(TlsDetail::as_str),
+            error = %upstream::causes(&err),
+            "upstream exchange failed"
+        );
         Failure::Upstream {
             kind,
+            tls,
             // A connect error means the request never left: safe to send again.
             nothing_sent: err.is_connect(),
         }

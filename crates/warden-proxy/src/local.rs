@@ -2,7 +2,7 @@
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
-use warden_config::{ErrorKind, Role};
+use warden_config::{ErrorKind, Role, TlsDetail};
 
 use crate::body::ResponseBody;
 
@@ -13,6 +13,9 @@ pub static X_WARDEN_ERROR: HeaderName = HeaderName::from_static("x-warden-error"
 pub enum LocalError {
     /// The upstream could not be reached or dropped the exchange (connect, DNS, TLS, reset).
     Unreachable(ErrorKind),
+    /// The TLS handshake with the upstream failed, and why: `error_kind` `tls` with its
+    /// `tls_detail`, so the 502 (and whatever logs the request) can name the cause.
+    Tls(TlsDetail),
     /// No response head within `timeouts.request`.
     Timeout,
     BodyTooLarge,
@@ -32,7 +35,7 @@ pub enum LocalError {
 impl LocalError {
     pub fn status(self) -> StatusCode {
         match self {
-            LocalError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+            LocalError::Unreachable(_) | LocalError::Tls(_) => StatusCode::BAD_GATEWAY,
             LocalError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             LocalError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             LocalError::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -47,7 +50,7 @@ impl LocalError {
     pub fn code(self) -> &'static str {
         match self {
             LocalError::Unreachable(ErrorKind::Reset) => "upstream_reset",
-            LocalError::Unreachable(_) => "upstream_unreachable",
+            LocalError::Unreachable(_) | LocalError::Tls(_) => "upstream_unreachable",
             LocalError::Timeout => "upstream_timeout",
             LocalError::BodyTooLarge => "request_body_too_large",
             LocalError::HeaderTooLarge => "request_header_too_large",
@@ -61,19 +64,33 @@ impl LocalError {
     pub fn error_kind(self) -> Option<ErrorKind> {
         match self {
             LocalError::Unreachable(kind) => Some(kind),
+            LocalError::Tls(_) => Some(ErrorKind::Tls),
             LocalError::Timeout => Some(ErrorKind::Timeout),
             _ => None,
         }
     }
 
+    /// Why the TLS handshake failed, for a TLS failure.
+    pub fn tls_detail(self) -> Option<TlsDetail> {
+        match self {
+            LocalError::Tls(detail) => Some(detail),
+            _ => None,
+        }
+    }
+
     pub fn response(self, connection: &str, role: Role) -> Response<ResponseBody> {
-        let body = match self.error_kind() {
-            Some(kind) => format!(
+        let body = match (self.error_kind(), self.tls_detail()) {
+            (Some(kind), Some(detail)) => format!(
+                r#"{{"error":"{}","connection":"{connection}","role":"{role}","error_kind":"{}","tls_detail":"{detail}"}}"#,
+                self.code(),
+                kind.as_str()
+            ),
+            (Some(kind), None) => format!(
                 r#"{{"error":"{}","connection":"{connection}","role":"{role}","error_kind":"{}"}}"#,
                 self.code(),
                 kind.as_str()
             ),
-            None => format!(
+            (None, _) => format!(
                 r#"{{"error":"{}","connection":"{connection}","role":"{role}"}}"#,
                 self.code()
             ),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::uri::PathAndQuery;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use warden_config::{ErrorKind, Role};
+use warden_config::{ErrorKind, Role, TlsDetail};
 use warden_health::ProbeOutcome;
 
 use crate::health::{self, ConnHealth};
@@ -55,6 +55,9 @@ impl Schedule {
 pub(crate) struct ProbeResult {
     pub status: Option<u16>,
     pub error_kind: Option<ErrorKind>,
+    /// Why the TLS handshake failed, when `error_kind` is `tls`: the circuit stays open on
+    /// a certificate problem, and `probe_failed` events say which.
+    pub tls_detail: Option<TlsDetail>,
 }
 
 impl ProbeResult {
@@ -160,6 +163,7 @@ pub(crate) async fn probe_loop<P, F>(
                 ProbeOutcome {
                     status: result.status,
                     error_kind: result.error_kind,
+                    tls_detail: result.tls_detail,
                     next_probe,
                 },
             );
@@ -168,6 +172,7 @@ pub(crate) async fn probe_loop<P, F>(
                 role = %role,
                 status = result.status,
                 error_kind = result.error_kind.map(ErrorKind::as_str),
+                tls_detail = result.tls_detail.map(TlsDetail::as_str),
                 attempt,
                 "probe"
             );
@@ -215,6 +220,7 @@ connections:
                 verdict: Verdict::Transient,
                 status: Some(503),
                 error_kind: None,
+                tls_detail: None,
             },
         );
         assert!(health.is_circuit_open(Role::Mcp));
@@ -253,6 +259,7 @@ connections:
                     ProbeResult {
                         status: Some(status),
                         error_kind: None,
+                        tls_detail: None,
                     }
                 }
             },
@@ -296,6 +303,7 @@ connections:
                 ProbeResult {
                     status: Some(503),
                     error_kind: None,
+                    tls_detail: None,
                 }
             },
             Arc::new(Semaphore::new(1)),
@@ -328,6 +336,7 @@ connections:
                     ProbeResult {
                         status: Some(503),
                         error_kind: None,
+                        tls_detail: None,
                     }
                 }
             },

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use tokio::time::Instant;
-use warden_config::{ErrorKind, Role, Verdict};
+use warden_config::{ErrorKind, Role, TlsDetail, Verdict};
 use warden_health::{GrantType, TokenOutcome, UpstreamOutcome};
 use warden_policy::{Decision, Event, Observation, RuleRef};
 
@@ -37,6 +37,7 @@ pub(crate) struct Pending {
     pub decision: Decision,
     pub status: Option<u16>,
     pub error_kind: Option<ErrorKind>,
+    pub tls_detail: Option<TlsDetail>,
     pub has_access_token: bool,
 }
 
@@ -69,6 +70,7 @@ impl Pending {
                 return;
             };
             outcome.grant_type = self.grant_type;
+            outcome.tls_detail = self.tls_detail;
             if verdict != outcome.verdict {
                 outcome.verdict = verdict;
                 if verdict == Verdict::Transient {
@@ -83,6 +85,7 @@ impl Pending {
                     verdict,
                     status: self.status,
                     error_kind,
+                    tls_detail: self.tls_detail,
                 },
             );
         }

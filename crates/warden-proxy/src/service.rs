@@ -495,6 +495,7 @@ impl RouteCtx {
             return crate::prober::ProbeResult {
                 status: None,
                 error_kind: Some(ErrorKind::Connect),
+                tls_detail: None,
             };
         };
         let mut req = Request::new(RequestBody::empty());
@@ -503,13 +504,20 @@ impl RouteCtx {
             header::USER_AGENT,
             HeaderValue::from_static(concat!("warden-probe/", env!("CARGO_PKG_VERSION"))),
         );
-        let (status, error_kind) =
+        let (status, error_kind, tls_detail) =
             match tokio::time::timeout(self.request_timeout, self.client.request(req)).await {
-                Err(_) => (None, Some(ErrorKind::Timeout)),
-                Ok(Ok(resp)) => (Some(resp.status().as_u16()), None),
-                Ok(Err(err)) => (None, Some(upstream::error_kind(&err))),
+                Err(_) => (None, Some(ErrorKind::Timeout), None),
+                Ok(Ok(resp)) => (Some(resp.status().as_u16()), None, None),
+                Ok(Err(err)) => {
+                    let (kind, tls) = upstream::fault(&err);
+                    (None, Some(kind), tls)
+                }
             };
-        crate::prober::ProbeResult { status, error_kind }
+        crate::prober::ProbeResult {
+            status,
+            error_kind,
+            tls_detail,
+        }
     }
 
     /// MCP answers carry JSON-RPC messages as one JSON body or as an event stream; both are

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::ServerName;
-use warden_config::{ErrorKind, Route, Scheme};
+use warden_config::{ErrorKind, Route, Scheme, TlsDetail};
 
 use crate::body::RequestBody;
 use crate::tls::{self, TlsError};
@@ -148,4 +148,124 @@ pub fn error_kind(err: &hyper_util::client::legacy::Error) -> ErrorKind {
         };
     }
     kind.unwrap_or(fallback)
+}
+
+/// The error and its causes, `: `-joined, for debug logs: hyper-util's own text is only
+/// `client error (Connect)`, and the cause (`invalid peer certificate: UnknownIssuer`,
+/// `Connection refused`) sits below it. A cause whose text the previous one already ends
+/// with is left out.
+pub fn causes(err: &hyper_util::client::legacy::Error) -> String {
+    let mut text = String::new();
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let part = e.to_string();
+        if !text.ends_with(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        cur = match e.downcast_ref::<io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
+    }
+    text
+}
+
+/// The network fault behind a failed exchange and, for a TLS failure, why: every TLS
+/// failure names a detail, `handshake` when rustls' error says nothing more specific.
+pub fn fault(err: &hyper_util::client::legacy::Error) -> (ErrorKind, Option<TlsDetail>) {
+    let kind = error_kind(err);
+    let tls = (kind == ErrorKind::Tls).then(|| tls_detail(err).unwrap_or(TlsDetail::Handshake));
+    (kind, tls)
+}
+
+/// Why the TLS handshake behind a failed exchange failed, when rustls' error is among its
+/// causes: the closed set of [`TlsDetail`], so events and answers can say "unknown CA"
+/// rather than a bare `tls`.
+pub fn tls_detail(err: &hyper_util::client::legacy::Error) -> Option<TlsDetail> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(classify_tls(tls));
+        }
+        // As in `error_kind`: an io::Error's `source` skips the error it wraps.
+        cur = match e.downcast_ref::<io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
+/// Maps rustls' verdict onto [`TlsDetail`]. Alerts the server sends about certificates can
+/// only be about warden's client certificate: the server checks no other.
+pub fn classify_tls(err: &rustls::Error) -> TlsDetail {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert};
+    match err {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            Cert::UnknownIssuer | Cert::BadSignature => TlsDetail::UnknownCa,
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => TlsDetail::NameMismatch,
+            Cert::Expired | Cert::ExpiredContext { .. } => TlsDetail::Expired,
+            Cert::NotValidYet | Cert::NotValidYetContext { .. } => TlsDetail::NotYetValid,
+            _ => TlsDetail::Handshake,
+        },
+        rustls::Error::AlertReceived(
+            Alert::BadCertificate
+            | Alert::UnsupportedCertificate
+            | Alert::CertificateRevoked
+            | Alert::CertificateExpired
+            | Alert::CertificateUnknown
+            | Alert::UnknownCA
+            | Alert::CertificateRequired
+            | Alert::AccessDenied,
+        ) => TlsDetail::ClientCertRejected,
+        _ => TlsDetail::Handshake,
+    }
+}
+
+#[cfg(test)]
+mod tls_detail_tests {
+    use rustls::{AlertDescription, CertificateError, Error};
+    use warden_config::TlsDetail;
+
+    use super::classify_tls;
+
+    #[test]
+    fn rustls_errors_map_onto_the_closed_set() {
+        let cases = [
+            (
+                Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                TlsDetail::UnknownCa,
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::NotValidForName),
+                TlsDetail::NameMismatch,
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::Expired),
+                TlsDetail::Expired,
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::NotValidYet),
+                TlsDetail::NotYetValid,
+            ),
+            (
+                Error::AlertReceived(AlertDescription::CertificateRequired),
+                TlsDetail::ClientCertRejected,
+            ),
+            (
+                Error::AlertReceived(AlertDescription::HandshakeFailure),
+                TlsDetail::Handshake,
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::Revoked),
+                TlsDetail::Handshake,
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(classify_tls(&err), want, "{err}");
+        }
+    }
 }

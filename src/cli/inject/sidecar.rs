@@ -23,8 +23,9 @@ const DEFAULT_IMAGE: &str = concat!("ghcr.io/warden-proxy/warden:", env!("CARGO_
 /// What may vary between clusters; shared by `inject` and `webhook`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SidecarArgs {
-    /// Image of the injected sidecar.
-    #[arg(long, default_value = DEFAULT_IMAGE)]
+    /// Image of the injected sidecar. The webhook's manifest sets it through the variable,
+    /// which kustomize fills in from the same `images:` entry as the webhook's own image.
+    #[arg(long, env = "WARDEN_SIDECAR_IMAGE", default_value = DEFAULT_IMAGE)]
     pub image: String,
 
     /// ConfigMap that holds proxy.yaml; mounted read-only at /etc/warden.
