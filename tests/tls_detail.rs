@@ -42,7 +42,7 @@ connections:
         port = up.addr.port(),
         ca = ca_file.display(),
     );
-    let warden = Warden::start(&yaml);
+    let mut warden = Warden::start(&yaml);
     let client = http_client();
     let answer = get(
         &client,
@@ -68,6 +68,22 @@ connections:
         .unwrap_or_else(|| panic!("no upstream_failed_transient event: {detail}"))
         .clone();
     assert_eq!(event["error_kind"], "tls", "{event}");
+    // The access line says it too.
+    let deadline = std::time::Instant::now() + support::DEADLINE;
+    let access = loop {
+        let line = warden
+            .logs()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["target"] == "warden::access");
+        if let Some(line) = line {
+            break line;
+        }
+        assert!(std::time::Instant::now() < deadline, "no access line");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!(access["error_kind"], "tls", "{access}");
+    assert_eq!(access["tls_detail"], body["tls_detail"], "{access}");
     (body, event)
 }
 

@@ -313,7 +313,16 @@ impl Finish {
             upstream_ms = exchange.map(|e| e.upstream_seconds * 1000.0),
             total_ms = self.start.elapsed().as_secs_f64() * 1000.0,
             bytes = self.bytes,
-            error_kind = self.broke_off.then_some(ErrorKind::Reset.as_str()),
+            error_kind = self
+                .broke_off
+                .then_some(ErrorKind::Reset)
+                .or(self.pending.as_ref().and_then(|p| p.error_kind))
+                .map(ErrorKind::as_str),
+            tls_detail = self
+                .pending
+                .as_ref()
+                .and_then(|p| p.tls_detail)
+                .map(TlsDetail::as_str),
             client_gone = end == End::Dropped,
             request_id = self.info.request_id.as_ref().and_then(|v| v.to_str().ok()),
             trace_id = self.info.trace_id.as_deref(),
