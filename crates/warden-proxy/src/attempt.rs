@@ -257,7 +257,7 @@ impl RouteCtx {
     ) -> Result<(Response<ResponseBody>, TokenAnswer), Failure> {
         let request = attempt.into_request();
         let exchange = async {
-            let resp = self.client.request(request).await.map_err(Failure::from)?;
+            let resp = self.client.send(request).await.map_err(Failure::from)?;
             let (mut parts, body) = resp.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
             // The client keeps its own protocol and keep-alive whatever the upstream
@@ -333,8 +333,8 @@ impl Failure {
     }
 }
 
-impl From<hyper_util::client::legacy::Error> for Failure {
-    fn from(err: hyper_util::client::legacy::Error) -> Self {
+impl From<upstream::SendError> for Failure {
+    fn from(err: upstream::SendError) -> Self {
         if is_body_limit(&err) {
             return Failure::BodyTooLarge;
         }
@@ -348,13 +348,14 @@ impl From<hyper_util::client::legacy::Error> for Failure {
         Failure::Upstream {
             kind,
             tls,
-            // A connect error means the request never left: safe to send again.
-            nothing_sent: err.is_connect(),
+            // A failure before the exchange means the request never left: safe to send
+            // again.
+            nothing_sent: err.nothing_sent(),
         }
     }
 }
 
-fn is_body_limit(err: &hyper_util::client::legacy::Error) -> bool {
+fn is_body_limit(err: &upstream::SendError) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if e.is::<LengthLimitError>() {

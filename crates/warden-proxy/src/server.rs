@@ -358,7 +358,7 @@ fn prepare(config: &Config) -> Result<Prepared, ProxyError> {
     let clients = config
         .routes()
         .map(|(conn, route)| {
-            upstream::client(route).map_err(|source| ProxyError::Tls {
+            upstream::client(route, upstream::DEFAULT_MAX_IDLE).map_err(|source| ProxyError::Tls {
                 connection: conn.name.clone(),
                 role: route.role,
                 source,

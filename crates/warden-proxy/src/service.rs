@@ -505,7 +505,7 @@ impl RouteCtx {
             HeaderValue::from_static(concat!("warden-probe/", env!("CARGO_PKG_VERSION"))),
         );
         let (status, error_kind, tls_detail) =
-            match tokio::time::timeout(self.request_timeout, self.client.request(req)).await {
+            match tokio::time::timeout(self.request_timeout, self.client.send(req)).await {
                 Err(_) => (None, Some(ErrorKind::Timeout), None),
                 Ok(Ok(resp)) => (Some(resp.status().as_u16()), None, None),
                 Ok(Err(err)) => {

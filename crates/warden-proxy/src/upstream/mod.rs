@@ -1,107 +1,41 @@
-//! The pooled client that carries one route's requests to its upstream.
+//! One route's upstream: its connections ([`pool`]) and how a failed exchange is named
+//! (the closed sets of [`ErrorKind`] and [`TlsDetail`]).
+
+mod pool;
 
 use std::error::Error as StdError;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::sync::Arc;
 
-use http::Uri;
-use tower::Service;
+use warden_config::{ErrorKind, Route, TlsDetail};
 
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::pki_types::ServerName;
-use warden_config::{ErrorKind, Route, Scheme, TlsDetail};
+pub use pool::{SendError, Upstream};
 
-use crate::body::RequestBody;
-use crate::tls::{self, TlsError};
+use crate::tls::TlsError;
 
-type BoxError = Box<dyn StdError + Send + Sync>;
+pub type UpstreamClient = Arc<Upstream>;
 
-pub type UpstreamClient = Client<TimedConnector<HttpsConnector<HttpConnector>>, RequestBody>;
+/// Idle HTTP/1.1 connections kept per route when nothing else says.
+pub const DEFAULT_MAX_IDLE: usize = 64;
 
-/// How long an idle pooled connection is kept; below the usual 60–120 s server keep-alive
-/// so warden closes first and rarely races an upstream that is closing the same socket.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(55);
-
-pub fn client(route: &Route) -> Result<UpstreamClient, TlsError> {
-    let https = route.upstream.scheme == Scheme::Https;
-    let tls = tls::client_config(&route.tls, https)?;
-
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-
-    let builder = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http();
-    let builder = match &route.tls.server_name {
-        Some(name) => {
-            let name = ServerName::try_from(name.clone())
-                .map_err(|_| TlsError::ServerName(name.clone()))?;
-            builder.with_server_name_resolver(FixedServerNameResolver::new(name))
-        }
-        None => builder,
-    };
-    let connector = TimedConnector {
-        inner: builder.enable_all_versions().wrap_connector(http),
-        timeout: route.timeouts.connect,
-    };
-
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .build(connector))
+/// The connections of `route`, keeping at most `max_idle` idle HTTP/1.1 connections, with
+/// a sweeper that closes those idle past the timeout.
+pub fn client(route: &Route, max_idle: usize) -> Result<UpstreamClient, TlsError> {
+    let upstream = Upstream::new(route, max_idle)?;
+    pool::sweep(&upstream);
+    Ok(upstream)
 }
 
-/// `timeouts.connect` over the whole connection setup, TCP and TLS handshake together:
-/// hyper-util's own connect timeout stops at TCP, and a server that accepts but never
-/// finishes the handshake must not hold a request until `timeouts.request`.
-#[derive(Clone)]
-pub struct TimedConnector<C> {
-    inner: C,
-    timeout: Duration,
-}
-
-/// The connection setup took longer than `timeouts.connect`.
-#[derive(Debug, thiserror::Error)]
-#[error("connect timeout")]
-pub struct ConnectTimeout;
-
-impl<C> Service<Uri> for TimedConnector<C>
-where
-    C: Service<Uri> + Send,
-    C::Future: Send + 'static,
-    C::Error: Into<BoxError>,
-{
-    type Response = C::Response;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+/// Names the network fault behind a failed exchange: the stage it failed in, then its
+/// causes.
+pub fn error_kind(err: &SendError) -> ErrorKind {
+    match err {
+        SendError::Dns(_) => return ErrorKind::Dns,
+        SendError::ConnectTimeout => return ErrorKind::Timeout,
+        SendError::Tls(_) => return ErrorKind::Tls,
+        _ => {}
     }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
-        let timeout = self.timeout;
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, connecting).await {
-                Ok(result) => result.map_err(Into::into),
-                Err(_) => Err(Box::new(ConnectTimeout) as BoxError),
-            }
-        })
-    }
-}
-
-/// Names the network fault behind a failed exchange by walking the error's causes.
-pub fn error_kind(err: &hyper_util::client::legacy::Error) -> ErrorKind {
-    let fallback = if err.is_connect() {
+    let fallback = if err.nothing_sent() {
         ErrorKind::Connect
     } else {
         ErrorKind::Reset
@@ -111,9 +45,6 @@ pub fn error_kind(err: &hyper_util::client::legacy::Error) -> ErrorKind {
     while let Some(e) = cur {
         if e.downcast_ref::<rustls::Error>().is_some() {
             return ErrorKind::Tls;
-        }
-        if e.is::<ConnectTimeout>() {
-            return ErrorKind::Timeout;
         }
         if let Some(io) = e.downcast_ref::<io::Error>() {
             kind = kind.or(match io.kind() {
@@ -128,10 +59,6 @@ pub fn error_kind(err: &hyper_util::client::legacy::Error) -> ErrorKind {
                 | io::ErrorKind::UnexpectedEof => Some(ErrorKind::Reset),
                 _ => None,
             });
-        }
-        // hyper-util's resolver failure has no public type; its message is stable.
-        if e.to_string() == "dns error" {
-            return ErrorKind::Dns;
         }
         if let Some(h) = e.downcast_ref::<hyper::Error>() {
             if h.is_timeout() {
@@ -150,11 +77,11 @@ pub fn error_kind(err: &hyper_util::client::legacy::Error) -> ErrorKind {
     kind.unwrap_or(fallback)
 }
 
-/// The error and its causes, `: `-joined, for debug logs: hyper-util's own text is only
-/// `client error (Connect)`, and the cause (`invalid peer certificate: UnknownIssuer`,
+/// The error and its causes, `: `-joined, for debug logs: the stage alone says only
+/// `connect error`, and the cause (`invalid peer certificate: UnknownIssuer`,
 /// `Connection refused`) sits below it. A cause whose text the previous one already ends
 /// with is left out.
-pub fn causes(err: &hyper_util::client::legacy::Error) -> String {
+pub fn causes(err: &(dyn StdError + 'static)) -> String {
     let mut text = String::new();
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
@@ -175,7 +102,7 @@ pub fn causes(err: &hyper_util::client::legacy::Error) -> String {
 
 /// The network fault behind a failed exchange and, for a TLS failure, why: every TLS
 /// failure names a detail, `handshake` when rustls' error says nothing more specific.
-pub fn fault(err: &hyper_util::client::legacy::Error) -> (ErrorKind, Option<TlsDetail>) {
+pub fn fault(err: &SendError) -> (ErrorKind, Option<TlsDetail>) {
     let kind = error_kind(err);
     let tls = (kind == ErrorKind::Tls).then(|| tls_detail(err).unwrap_or(TlsDetail::Handshake));
     (kind, tls)
@@ -184,7 +111,7 @@ pub fn fault(err: &hyper_util::client::legacy::Error) -> (ErrorKind, Option<TlsD
 /// Why the TLS handshake behind a failed exchange failed, when rustls' error is among its
 /// causes: the closed set of [`TlsDetail`], so events and answers can say "unknown CA"
 /// rather than a bare `tls`.
-pub fn tls_detail(err: &hyper_util::client::legacy::Error) -> Option<TlsDetail> {
+pub fn tls_detail(err: &(dyn StdError + 'static)) -> Option<TlsDetail> {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {

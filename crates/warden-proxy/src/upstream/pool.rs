@@ -1,0 +1,513 @@
+//! One route's upstream connections: HTTP/1.1 connections driven by
+//! `hyper::client::conn::http1`, kept in a small LIFO pool, or one multiplexed HTTP/2
+//! connection when TLS's ALPN picks h2.
+//!
+//! Why not hyper-util's pooled client: it adds a task per checkout, a dispatch channel
+//! and a keyed pool with waiters in front of the same `conn::http1` sender, about 4 µs of
+//! user CPU per request beside nginx (docs/benchmarks.md). A route has one upstream, so
+//! its pool needs no key: a vector under a mutex held for a push or a pop.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+use warden_config::{Route, Scheme};
+
+use crate::body::RequestBody;
+use crate::tls::{self, TlsError};
+
+/// How long an idle pooled connection is kept; below the usual 60–120 s server keep-alive
+/// so warden closes first and rarely races an upstream that is closing the same socket.
+pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(55);
+
+/// Why an exchange failed below HTTP, with the cause kept for classification.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("dns error")]
+    Dns(#[source] io::Error),
+    #[error("connect error")]
+    Connect(#[source] io::Error),
+    #[error("connect timeout")]
+    ConnectTimeout,
+    #[error("tls handshake")]
+    Tls(#[source] io::Error),
+    #[error("http handshake")]
+    Handshake(#[source] hyper::Error),
+    /// The exchange failed on an open connection.
+    #[error("upstream exchange")]
+    Exchange(#[source] hyper::Error),
+}
+
+impl SendError {
+    /// The request never left warden: sending it again is safe.
+    pub fn nothing_sent(&self) -> bool {
+        !matches!(self, SendError::Exchange(_))
+    }
+}
+
+/// The connections of one route.
+pub struct Upstream {
+    host: String,
+    port: u16,
+    authority: Authority,
+    /// `https` routes: rustls with ALPN h2 and http/1.1.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    connect_timeout: Duration,
+    max_idle: usize,
+    idle_timeout: Duration,
+    pool: Mutex<Pool>,
+}
+
+#[derive(Default)]
+struct Pool {
+    /// HTTP/1.1 senders, most recently used last. A sender whose answer is still being
+    /// read is kept here too: it is ready again once that answer ends.
+    http1: Vec<Pooled>,
+    /// The multiplexed connection, when the upstream speaks h2.
+    http2: Option<http2::SendRequest<RequestBody>>,
+}
+
+struct Pooled {
+    sender: http1::SendRequest<RequestBody>,
+    /// When it was last handed out.
+    used: Instant,
+}
+
+impl Upstream {
+    /// The connections of `route`, keeping at most `max_idle` HTTP/1.1 connections.
+    pub fn new(route: &Route, max_idle: usize) -> Result<Arc<Upstream>, TlsError> {
+        let https = route.upstream.scheme == Scheme::Https;
+        let tls = if https {
+            let mut config: ClientConfig = tls::client_config(&route.tls, true)?;
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            let name = route
+                .tls
+                .server_name
+                .clone()
+                .unwrap_or_else(|| route.upstream.host.clone());
+            let name =
+                ServerName::try_from(name.clone()).map_err(|_| TlsError::ServerName(name))?;
+            Some((TlsConnector::from(Arc::new(config)), name))
+        } else {
+            None
+        };
+        Ok(Arc::new(Upstream {
+            host: route.upstream.host.clone(),
+            port: route.upstream.port,
+            authority: route.upstream.authority.clone(),
+            tls,
+            connect_timeout: route.timeouts.connect,
+            max_idle,
+            idle_timeout: POOL_IDLE_TIMEOUT,
+            pool: Mutex::default(),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pool> {
+        // The pool is a list of senders: a panic elsewhere cannot leave it inconsistent.
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends `req` (an absolute URI, as the data plane builds it) on a pooled or new
+    /// connection and returns the response head.
+    pub async fn send(
+        &self,
+        mut req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        if let Some(mut h2) = self.shared_http2() {
+            *req.version_mut() = Version::HTTP_2;
+            req.headers_mut().remove(header::HOST);
+            return match h2.ready().await {
+                Ok(()) => h2.send_request(req).await.map_err(SendError::Exchange),
+                // The shared connection closed meanwhile: a new one replaces it.
+                Err(_) => self.send_fresh(req).await,
+            };
+        }
+        if let Some(mut sender) = self.checkout() {
+            let req = self.http1_form(req);
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    self.checkin(sender);
+                    return Ok(resp);
+                }
+                // The connection went away before the request was written (a keep-alive
+                // race with the upstream): a new connection gets it.
+                Err(mut err) => match err.take_message() {
+                    Some(req) => return self.send_fresh(req).await,
+                    None => return Err(SendError::Exchange(err.into_error())),
+                },
+            }
+        }
+        self.send_fresh(req).await
+    }
+
+    /// Sends on a new connection.
+    async fn send_fresh(
+        &self,
+        mut req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        match self.connect().await? {
+            Connected::Http1(mut sender) => {
+                let req = self.http1_form(req);
+                let resp = sender
+                    .send_request(req)
+                    .await
+                    .map_err(SendError::Exchange)?;
+                self.checkin(sender);
+                Ok(resp)
+            }
+            Connected::Http2(mut sender) => {
+                *req.version_mut() = Version::HTTP_2;
+                req.headers_mut().remove(header::HOST);
+                self.lock().http2 = Some(sender.clone());
+                sender.send_request(req).await.map_err(SendError::Exchange)
+            }
+        }
+    }
+
+    /// HTTP/1.1 wants an origin-form target and a `Host` header.
+    fn http1_form(&self, mut req: Request<RequestBody>) -> Request<RequestBody> {
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(path);
+        *req.version_mut() = Version::HTTP_11;
+        if let Ok(host) = HeaderValue::from_str(self.authority.as_str()) {
+            req.headers_mut().insert(header::HOST, host);
+        }
+        req
+    }
+
+    fn shared_http2(&self) -> Option<http2::SendRequest<RequestBody>> {
+        let mut pool = self.lock();
+        match &pool.http2 {
+            Some(h2) if !h2.is_closed() => Some(h2.clone()),
+            Some(_) => {
+                pool.http2 = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// The most recently used ready connection; closed and expired ones are dropped on
+    /// the way.
+    fn checkout(&self) -> Option<http1::SendRequest<RequestBody>> {
+        let now = Instant::now();
+        let mut pool = self.lock();
+        pool.http1.retain(|p| !p.sender.is_closed());
+        let mut at = pool.http1.len();
+        while at > 0 {
+            at -= 1;
+            if !pool.http1[at].sender.is_ready() {
+                continue;
+            }
+            let pooled = pool.http1.swap_remove(at);
+            if now.saturating_duration_since(pooled.used) > self.idle_timeout {
+                continue;
+            }
+            return Some(pooled.sender);
+        }
+        None
+    }
+
+    /// Keeps a connection whose answer is under way; past the cap it is closed once that
+    /// answer ends.
+    fn checkin(&self, sender: http1::SendRequest<RequestBody>) {
+        let mut pool = self.lock();
+        if pool.http1.len() < self.max_idle {
+            pool.http1.push(Pooled {
+                sender,
+                used: Instant::now(),
+            });
+        }
+    }
+
+    /// Closes the connections idle past the timeout. Run by [`sweep`].
+    fn sweep_idle(&self) {
+        let now = Instant::now();
+        self.lock().http1.retain(|p| {
+            let expired =
+                p.sender.is_ready() && now.saturating_duration_since(p.used) > self.idle_timeout;
+            !p.sender.is_closed() && !expired
+        });
+    }
+
+    /// A new connection: DNS, TCP, TLS and the HTTP handshake, all within
+    /// `timeouts.connect`.
+    async fn connect(&self) -> Result<Connected, SendError> {
+        match tokio::time::timeout(self.connect_timeout, self.connect_inner()).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::ConnectTimeout),
+        }
+    }
+
+    async fn connect_inner(&self) -> Result<Connected, SendError> {
+        let tcp = self.tcp().await?;
+        let Some((connector, name)) = &self.tls else {
+            return http1_handshake(TokioIo::new(tcp)).await;
+        };
+        let stream = connector
+            .connect(name.clone(), tcp)
+            .await
+            .map_err(SendError::Tls)?;
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(stream);
+        if h2 {
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(io)
+                .await
+                .map_err(SendError::Handshake)?;
+            spawn_driver(conn);
+            Ok(Connected::Http2(sender))
+        } else {
+            http1_handshake(io).await
+        }
+    }
+
+    async fn tcp(&self) -> Result<TcpStream, SendError> {
+        let addrs: Vec<SocketAddr> = match self.host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, self.port)],
+            Err(_) => tokio::net::lookup_host((self.host.as_str(), self.port))
+                .await
+                .map_err(SendError::Dns)?
+                .collect(),
+        };
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
+                Err(err) => last = err,
+            }
+        }
+        Err(SendError::Connect(last))
+    }
+}
+
+enum Connected {
+    Http1(http1::SendRequest<RequestBody>),
+    Http2(http2::SendRequest<RequestBody>),
+}
+
+async fn http1_handshake<T>(io: T) -> Result<Connected, SendError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(SendError::Handshake)?;
+    spawn_driver(conn);
+    Ok(Connected::Http1(sender))
+}
+
+/// Drives one upstream connection until it closes; its errors reach the exchange that
+/// was using it.
+fn spawn_driver<F, E>(conn: F)
+where
+    F: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    tokio::spawn(async move {
+        if let Err(err) = conn.await {
+            tracing::trace!(error = %err, "upstream connection ended");
+        }
+    });
+}
+
+/// Closes idle connections past the timeout, every half timeout, for as long as the
+/// upstream exists: connections are freed even when no request comes to notice them.
+pub fn sweep(upstream: &Arc<Upstream>) {
+    let weak: Weak<Upstream> = Arc::downgrade(upstream);
+    let every = upstream.idle_timeout / 2;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(upstream) = weak.upgrade() else {
+                return;
+            };
+            upstream.sweep_idle();
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt as _, Full};
+    use hyper::service::service_fn;
+    use tokio::net::TcpListener;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// A loopback HTTP/1.1 upstream that counts the connections it accepted and those
+    /// that are still open; each answer waits for a permit of `gate`.
+    struct Counting {
+        addr: SocketAddr,
+        accepted: Arc<AtomicUsize>,
+        open: Arc<AtomicUsize>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Counting {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    async fn counting(gate: Arc<Semaphore>) -> Counting {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (a, o) = (Arc::clone(&accepted), Arc::clone(&open));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                a.fetch_add(1, Ordering::SeqCst);
+                o.fetch_add(1, Ordering::SeqCst);
+                let (o, gate) = (Arc::clone(&o), Arc::clone(&gate));
+                tokio::spawn(async move {
+                    let svc = service_fn(move |_req| {
+                        let gate = Arc::clone(&gate);
+                        async move {
+                            let _permit = gate.acquire().await;
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Counting {
+            addr,
+            accepted,
+            open,
+            task,
+        }
+    }
+
+    fn upstream(addr: SocketAddr, max_idle: usize) -> Arc<Upstream> {
+        let config = warden_config::zero_config(&warden_config::ZeroConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            upstream: format!("http://{addr}"),
+            role: warden_config::Role::Api,
+            admin: "127.0.0.1:0".parse().expect("addr"),
+            token_path: None,
+        })
+        .expect("config");
+        let route = &config.connections[0].routes[0];
+        Upstream::new(route, max_idle).expect("upstream")
+    }
+
+    async fn get(up: &Upstream, addr: SocketAddr) {
+        let mut req = Request::new(RequestBody::empty());
+        *req.uri_mut() = format!("http://{addr}/x").parse().expect("uri");
+        let resp = up.send(req).await.expect("answer");
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(body, "ok");
+    }
+
+    async fn until(what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn sequential_requests_share_one_connection() {
+        let server = counting(Arc::new(Semaphore::new(Semaphore::MAX_PERMITS))).await;
+        let up = upstream(server.addr, 64);
+        for _ in 0..20 {
+            get(&up, server.addr).await;
+        }
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_burst_leaves_no_more_than_the_cap_open() {
+        let gate = Arc::new(Semaphore::new(0));
+        let server = counting(Arc::clone(&gate)).await;
+        let up = upstream(server.addr, 3);
+        // Ten requests at once: ten connections, each answer held until all ten arrived.
+        let burst: Vec<_> = (0..10)
+            .map(|_| {
+                let up = Arc::clone(&up);
+                let addr = server.addr;
+                tokio::spawn(async move { get(&up, addr).await })
+            })
+            .collect();
+        until("ten connections", || {
+            server.accepted.load(Ordering::SeqCst) == 10
+        })
+        .await;
+        gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        for request in burst {
+            request.await.expect("request");
+        }
+        // Past the cap, connections close once their answer ends; three stay pooled.
+        until("seven to close", || server.open.load(Ordering::SeqCst) == 3).await;
+        for _ in 0..5 {
+            get(&up, server.addr).await;
+        }
+        assert_eq!(
+            server.accepted.load(Ordering::SeqCst),
+            10,
+            "pooled ones reused"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sweep_closes_connections_idle_past_the_timeout() {
+        let server = counting(Arc::new(Semaphore::new(Semaphore::MAX_PERMITS))).await;
+        let mut up = upstream(server.addr, 64);
+        Arc::get_mut(&mut up).expect("sole owner").idle_timeout = Duration::ZERO;
+        get(&up, server.addr).await;
+        until("the answer to end", || {
+            up.lock().http1.iter().any(|p| p.sender.is_ready())
+        })
+        .await;
+        assert_eq!(server.open.load(Ordering::SeqCst), 1);
+        up.sweep_idle();
+        assert!(up.lock().http1.is_empty());
+        until("the idle connection to close", || {
+            server.open.load(Ordering::SeqCst) == 0
+        })
+        .await;
+    }
+}
