@@ -102,7 +102,9 @@ impl Drop for Slot {
 /// One route's retry settings and shared state.
 pub(crate) struct RouteRetry {
     pub settings: Retry,
-    pub budget: TpsBudget,
+    /// Shared with the route's next settings after a reload that keeps its budget
+    /// settings: a reload must not hand out a fresh allowance.
+    pub budget: Arc<TpsBudget>,
     pub slots: Arc<RetrySlots>,
     outcomes: [Counter; RetryOutcome::ALL.len()],
 }
@@ -129,10 +131,19 @@ impl RouteRetry {
         });
         RouteRetry {
             settings,
-            budget,
+            budget: Arc::new(budget),
             slots,
             outcomes,
         }
+    }
+
+    /// These settings, with `previous`'s budget (and what it has counted) when its budget
+    /// settings are the same.
+    pub fn inherit(mut self, previous: &RouteRetry) -> Self {
+        if previous.settings.budget == self.settings.budget {
+            self.budget = Arc::clone(&previous.budget);
+        }
+        self
     }
 
     /// Every request puts into the budget what its retries may take out.

@@ -85,6 +85,9 @@ struct Shared {
 struct State {
     listeners: HashMap<RouteKey, Listener>,
     prober: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    /// The proxy-wide retry slots and their count: kept across reloads that keep the
+    /// count, so retries in flight stay counted.
+    retry_slots: Option<(usize, Arc<RetrySlots>)>,
 }
 
 /// One route's listener: its accept loop, and the route settings each new request reads.
@@ -111,7 +114,7 @@ impl Proxy {
         config: &Config,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Proxy, ProxyError> {
-        let prepared = prepare(config)?;
+        let prepared = prepare(config, None)?;
         let mut bound = Vec::new();
         for (conn, route) in config.routes() {
             bound.push(bind(&conn.name, route.role, route.listen).await?);
@@ -124,6 +127,7 @@ impl Proxy {
                 state: Mutex::new(State {
                     listeners: HashMap::new(),
                     prober: None,
+                    retry_slots: None,
                 }),
                 open: std::sync::Mutex::new(Some(open)),
                 all_closed: Mutex::new(all_closed),
@@ -146,7 +150,7 @@ impl Proxy {
     /// listeners of removed routes close; health of connections that still exist is kept.
     pub async fn reload(&self, config: &Config) -> Result<Reloaded, ProxyError> {
         let mut state = self.shared.state.lock().await;
-        let prepared = prepare(config)?;
+        let prepared = prepare(config, Some(&state))?;
         // New listeners: routes not running yet, or moved to another address.
         let mut fresh = Vec::new();
         for (conn, route) in config.routes() {
@@ -182,7 +186,8 @@ impl Proxy {
         for (((conn, route), client), listener) in config.routes().zip(clients).zip(fresh.drain(..))
         {
             let conn_health = health.get_or_insert(conn, config.events_per_connection);
-            let ctx = Arc::new(RouteCtx::new(
+            let key = (conn.name.clone(), route.role);
+            let mut ctx = RouteCtx::new(
                 conn,
                 route,
                 client,
@@ -190,7 +195,11 @@ impl Proxy {
                 &prepared.classifier,
                 Arc::clone(&conn_health),
                 Arc::clone(&prepared.retry_slots),
-            ));
+            );
+            if let Some(previous) = state.listeners.get(&key) {
+                ctx = ctx.inherit(&previous.ctx.load());
+            }
+            let ctx = Arc::new(ctx);
             probes.push(ProbeTarget {
                 health: conn_health,
                 role: route.role,
@@ -202,7 +211,6 @@ impl Proxy {
                     max_interval: route.circuit.probe.max_interval,
                 },
             });
-            let key = (conn.name.clone(), route.role);
             match (listener, state.listeners.remove(&key)) {
                 (None, Some(existing)) => {
                     existing.ctx.store(ctx);
@@ -231,6 +239,10 @@ impl Proxy {
             report.removed.push(gone.retire(&key));
         }
         state.listeners = keep;
+        state.retry_slots = Some((
+            config.limits.max_concurrent_retries,
+            Arc::clone(&prepared.retry_slots),
+        ));
 
         if let Some((stop, _task)) = state.prober.take() {
             // Its waiting probes end now; one in flight finishes on its own.
@@ -345,7 +357,9 @@ impl Listener {
     }
 }
 
-fn prepare(config: &Config) -> Result<Prepared, ProxyError> {
+/// `previous`: the running state on a reload, whose upstream clients (and pooled
+/// connections) and retry slots are kept where the new config would build the same.
+fn prepare(config: &Config, previous: Option<&State>) -> Result<Prepared, ProxyError> {
     let classifier = Classifier {
         policy: Arc::new(Policy::compile(&config.policy.rules)?),
         watched_request_headers: watched_request_headers(config),
@@ -358,16 +372,32 @@ fn prepare(config: &Config) -> Result<Prepared, ProxyError> {
     let clients = config
         .routes()
         .map(|(conn, route)| {
-            upstream::client(route, upstream::DEFAULT_MAX_IDLE).map_err(|source| ProxyError::Tls {
-                connection: conn.name.clone(),
-                role: route.role,
-                source,
-            })
+            let kept = previous
+                .and_then(|state| state.listeners.get(&(conn.name.clone(), route.role)))
+                .and_then(|listener| listener.ctx.load().reusable_client(route));
+            match kept {
+                Some(client) => Ok(client),
+                None => upstream::client(route, upstream::DEFAULT_MAX_IDLE).map_err(|source| {
+                    ProxyError::Tls {
+                        connection: conn.name.clone(),
+                        role: route.role,
+                        source,
+                    }
+                }),
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let max_retries = config.limits.max_concurrent_retries;
+    let retry_slots = previous
+        .and_then(|state| state.retry_slots.as_ref())
+        .filter(|(max, _)| *max == max_retries)
+        .map_or_else(
+            || RetrySlots::new(max_retries),
+            |(_, slots)| Arc::clone(slots),
+        );
     Ok(Prepared {
         classifier,
-        retry_slots: RetrySlots::new(config.limits.max_concurrent_retries),
+        retry_slots,
         clients,
     })
 }

@@ -67,6 +67,9 @@ pub struct RouteCtx {
     coalescer: Arc<Coalescer>,
     /// `log.access`: one line per request.
     pub(crate) access_log: bool,
+    /// What the upstream client was built from: a reload that keeps these keeps the
+    /// client and its pooled connections.
+    upstream_settings: (warden_config::Upstream, warden_config::Tls, Duration),
 }
 
 impl RouteCtx {
@@ -111,7 +114,32 @@ impl RouteCtx {
             // request id is made either, and the access path costs nothing.
             access_log: config.log.access
                 && tracing::enabled!(target: "warden::access", tracing::Level::INFO),
+            upstream_settings: upstream_settings(route),
         }
+    }
+
+    /// After a reload, keeps what must outlive one version of the settings: the
+    /// coalescer (a refresh burst that spans the reload must still reach the IdP once),
+    /// the metric handles and the retry budget.
+    pub(crate) fn inherit(mut self, previous: &RouteCtx) -> Self {
+        self.coalescer = Arc::clone(&previous.coalescer);
+        self.metrics = Arc::clone(&previous.metrics);
+        let retry = Arc::try_unwrap(self.retry);
+        self.retry = match retry {
+            Ok(retry) => Arc::new(retry.inherit(&previous.retry)),
+            Err(shared) => shared,
+        };
+        self
+    }
+
+    /// The upstream client, when `route` would build the same one: same origin, same TLS
+    /// settings naming no files (a reload re-reads certificate files, which may have
+    /// been rotated), same connect timeout.
+    pub(crate) fn reusable_client(&self, route: &Route) -> Option<UpstreamClient> {
+        let tls = &route.tls;
+        let files = tls.ca_file.is_some() || tls.client_cert.is_some() || tls.client_key.is_some();
+        (!files && self.upstream_settings == upstream_settings(route))
+            .then(|| Arc::clone(&self.client))
     }
 
     pub(crate) async fn handle(
@@ -582,6 +610,14 @@ impl RouteCtx {
                     .parse::<std::net::IpAddr>()
                     .is_ok_and(|ip| ip == self.listen.ip()))
     }
+}
+
+fn upstream_settings(route: &Route) -> (warden_config::Upstream, warden_config::Tls, Duration) {
+    (
+        route.upstream.clone(),
+        route.tls.clone(),
+        route.timeouts.connect,
+    )
 }
 
 fn limit(body: Incoming, max: u64) -> Limited<Incoming> {
