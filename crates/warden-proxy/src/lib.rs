@@ -17,6 +17,7 @@ mod retry;
 mod server;
 mod service;
 mod short_circuit;
+mod strict;
 mod tls;
 mod upstream;
 

@@ -24,6 +24,10 @@ pub enum LocalError {
     /// The client's body failed while warden read it ahead (the client went away or sent
     /// a malformed chunk).
     ClientBody,
+    /// No `Host` on an HTTP/1.1 request, more than one, or one that is not a host[:port].
+    BadHost,
+    /// A `Transfer-Encoding` other than one `chunked`.
+    BadTransferEncoding,
 }
 
 impl LocalError {
@@ -36,6 +40,8 @@ impl LocalError {
             LocalError::AbsoluteForm => StatusCode::BAD_REQUEST,
             LocalError::Connect => StatusCode::METHOD_NOT_ALLOWED,
             LocalError::ClientBody => StatusCode::BAD_REQUEST,
+            LocalError::BadHost => StatusCode::BAD_REQUEST,
+            LocalError::BadTransferEncoding => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -50,6 +56,8 @@ impl LocalError {
             LocalError::AbsoluteForm => "forward_proxy_refused",
             LocalError::Connect => "connect_refused",
             LocalError::ClientBody => "request_body_unreadable",
+            LocalError::BadHost => "bad_host",
+            LocalError::BadTransferEncoding => "bad_transfer_encoding",
         }
     }
 
@@ -79,6 +87,12 @@ impl LocalError {
                 header::ALLOW,
                 HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
             );
+        }
+        if self == LocalError::BadTransferEncoding {
+            // Where the refused body ends is exactly what is in doubt: read nothing more
+            // from this connection.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }

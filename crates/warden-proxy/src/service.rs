@@ -459,6 +459,7 @@ impl RouteCtx {
         if req.method() == Method::CONNECT {
             return Err(LocalError::Connect);
         }
+        crate::strict::check(req)?;
         // HTTP/2 requests always carry an authority; only an HTTP/1 absolute-form target
         // says the client takes warden for a forward proxy.
         if req.version() < Version::HTTP_2

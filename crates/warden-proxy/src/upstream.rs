@@ -28,7 +28,10 @@ pub type UpstreamClient = Client<TimedConnector<HttpsConnector<HttpConnector>>, 
 /// so warden closes first and rarely races an upstream that is closing the same socket.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(55);
 
-pub fn client(route: &Route) -> Result<UpstreamClient, TlsError> {
+/// `max_idle` is `limits.max_idle_upstream_per_route`: connections returned to a full pool
+/// are closed, so a burst does not leave its peak number of sockets (and their buffers)
+/// pooled until the idle timeout.
+pub fn client(route: &Route, max_idle: usize) -> Result<UpstreamClient, TlsError> {
     let https = route.upstream.scheme == Scheme::Https;
     let tls = tls::client_config(&route.tls, https)?;
 
@@ -56,6 +59,7 @@ pub fn client(route: &Route) -> Result<UpstreamClient, TlsError> {
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(max_idle)
         .build(connector))
 }
 
