@@ -4,7 +4,8 @@
 mod attempt;
 mod body;
 mod coalesce;
-mod exchange;
+#[doc(hidden)]
+pub mod exchange;
 mod headers;
 pub mod health;
 mod jitter;

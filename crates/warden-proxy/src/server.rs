@@ -525,8 +525,9 @@ async fn accept_loop(
 
 /// Serves one client connection until it closes, goes idle for `idle`, or shutdown ends it.
 ///
-/// Nothing of hyper's is built until the client's first byte arrives: a connection that
-/// stays silent costs its socket and this small task, not a connection's buffers.
+/// Nothing of hyper's is built until the client's first byte arrives, and the state that
+/// serving needs is boxed only then: a connection that stays silent costs its socket and a
+/// task the size of this first wait, not a connection's buffers.
 async fn serve_client(
     stream: TcpStream,
     peer: SocketAddr,
@@ -543,6 +544,17 @@ async fn serve_client(
         tracing::debug!(%peer, ?idle, "closing a client connection that sent nothing");
         return;
     }
+    Box::pin(serve_http(stream, peer, ctx, http, idle, shutdown)).await;
+}
+
+async fn serve_http(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ArcSwap<RouteCtx>>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    idle: Duration,
+    shutdown: watch::Receiver<bool>,
+) {
     let activity = Activity::default();
     let service = Tracked::new(RouteService::new(ctx, peer), activity.clone());
     let mut conn = Box::pin(
@@ -578,4 +590,49 @@ fn watched_request_headers(config: &Config) -> Arc<[HeaderName]> {
         }
     }
     names.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a silent connection's task holds: kept small, since `limits.max_connections` of
+    /// them may wait at once.
+    #[tokio::test]
+    async fn a_silent_connection_is_a_small_task() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let config = warden_config::zero_config(&warden_config::ZeroConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            upstream: "http://127.0.0.1:9".into(),
+            role: Role::Api,
+            admin: "127.0.0.1:0".parse().unwrap(),
+        })
+        .unwrap();
+        let prepared = prepare(&config).unwrap();
+        let (conn, route) = config.routes().next().unwrap();
+        let health = HealthHub::new(&config);
+        let ctx = RouteCtx::new(
+            conn,
+            route,
+            prepared.clients.into_iter().next().unwrap(),
+            &config.limits,
+            &prepared.classifier,
+            health.get_or_insert(conn, 10),
+            prepared.retry_slots,
+        );
+        let (_tx, rx) = watch::channel(false);
+        let fut = serve_client(
+            stream,
+            peer,
+            Arc::new(ArcSwap::new(Arc::new(ctx))),
+            Arc::new(server_builder(65536)),
+            Duration::from_secs(60),
+            rx,
+        );
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 1024, "a silent connection's future is {size} bytes");
+    }
 }
