@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod fds;
 mod logging;
 mod telemetry;
 

@@ -115,6 +115,11 @@ async fn reload(r: &Reloader, path: &std::path::Path, outcomes: &Outcomes) {
             return;
         }
     };
+    if let Err(message) = crate::fds::check_current(&config) {
+        tracing::error!(%message, "config refused; keeping the running config");
+        outcomes.error.increment(1);
+        return;
+    }
     if config.admin != r.admin {
         tracing::warn!("admin settings changed: they take effect at the next restart");
     }

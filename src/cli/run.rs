@@ -166,6 +166,7 @@ pub(crate) async fn launch(config: &Config) -> anyhow::Result<Running> {
         Some(path) => Some(read_token(path)?),
         None => None,
     };
+    crate::fds::raise_and_check(config)?;
     let (stop_proxy, proxy_stopped) = watch::channel(false);
     let proxy = Proxy::start(config, proxy_stopped.clone()).await?;
 

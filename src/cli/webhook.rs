@@ -23,7 +23,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::crypto::CryptoProvider;
@@ -43,6 +43,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const RELOAD_CHECK: Duration = Duration::from_secs(10);
 /// Connections still open this long after the listener closed are cut.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no request in progress is closed after this, as the proxy's
+/// `timeouts.client_idle` default does for its clients; the API server reconnects at will.
+const CLIENT_IDLE: Duration = warden_admin::ADMIN_CLIENT_IDLE;
 
 #[derive(Debug, clap::Args)]
 pub struct WebhookArgs {
@@ -97,8 +100,7 @@ async fn serve(args: WebhookArgs) -> anyhow::Result<ExitCode> {
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let listener = warden_net::listen(args.listen)
         .with_context(|| format!("--listen: cannot listen on {}", args.listen))?;
     let addr = listener.local_addr().context("listener address")?;
     let state = Arc::new(State {
@@ -107,7 +109,10 @@ async fn serve(args: WebhookArgs) -> anyhow::Result<ExitCode> {
     });
     tracing::info!(%addr, image = %state.sidecar.image, "webhook listening");
 
-    let http = auto::Builder::new(TokioExecutor::new());
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    // hyper's header-read timeout (30 s from a head's first byte) needs a timer.
+    http.http1().timer(TokioTimer::new());
+    http.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let signal = async {
         tokio::select! {
@@ -117,6 +122,7 @@ async fn serve(args: WebhookArgs) -> anyhow::Result<ExitCode> {
     };
     tokio::pin!(signal);
     let mut drain_until: Option<tokio::time::Instant> = None;
+    let mut backoff = warden_net::AcceptBackoff::default();
     loop {
         let accepted = tokio::select! {
             signal = &mut signal, if drain_until.is_none() => {
@@ -132,11 +138,11 @@ async fn serve(args: WebhookArgs) -> anyhow::Result<ExitCode> {
             Ok(conn) => conn,
             Err(err) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                backoff.failed(&err, "webhook").await;
                 continue;
             }
         };
+        backoff.succeeded();
         let acceptor = acceptor.clone();
         let http = http.clone();
         let state = Arc::clone(&state);
@@ -153,12 +159,20 @@ async fn serve(args: WebhookArgs) -> anyhow::Result<ExitCode> {
                     return;
                 }
             };
-            let service = service_fn(move |req| {
-                let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(route(req, &state).await) }
-            });
+            let activity = warden_net::Activity::default();
+            let service = warden_net::Tracked::new(
+                service_fn(move |req| {
+                    let state = Arc::clone(&state);
+                    async move { Ok::<_, Infallible>(route(req, &state).await) }
+                }),
+                activity.clone(),
+            );
             let conn = http.serve_connection(TokioIo::new(stream), service);
-            if let Err(err) = watcher.watch(conn.into_owned()).await {
+            let result = tokio::select! {
+                result = watcher.watch(conn.into_owned()) => result,
+                () = activity.idle_for(CLIENT_IDLE) => Ok(()),
+            };
+            if let Err(err) = result {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
         });

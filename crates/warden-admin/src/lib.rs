@@ -5,9 +5,10 @@
 mod page;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -15,7 +16,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -76,18 +77,32 @@ pub struct AdminState {
     pub token: Option<String>,
 }
 
+/// How long an admin connection may go without a request in progress, from accept on: the
+/// proxy's default `timeouts.client_idle`, so a silent or slowloris client of the admin
+/// port is closed as one of a route's would be.
+pub const ADMIN_CLIENT_IDLE: Duration = Duration::from_secs(60);
+
 pub struct AdminServer {
     listener: TcpListener,
     state: Arc<AdminState>,
+    client_idle: Duration,
 }
 
 impl AdminServer {
     pub async fn bind(addr: SocketAddr, state: AdminState) -> std::io::Result<AdminServer> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = warden_net::listen(addr)?;
         Ok(AdminServer {
             listener,
             state: Arc::new(state),
+            client_idle: ADMIN_CLIENT_IDLE,
         })
+    }
+
+    /// Closes connections after `idle` without a request in progress instead of
+    /// [`ADMIN_CLIENT_IDLE`].
+    pub fn with_client_idle(mut self, idle: Duration) -> Self {
+        self.client_idle = idle;
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -96,30 +111,47 @@ impl AdminServer {
 
     /// Serves until `shutdown` turns true. Admin requests are short; open connections are
     /// simply dropped at the end.
+    ///
+    /// Heads must arrive within hyper's header-read timeout (30 s from their first byte), and
+    /// a connection with no request in progress is closed after `client_idle`.
     pub async fn serve(self, mut shutdown: watch::Receiver<bool>) {
-        let http = auto::Builder::new(TokioExecutor::new());
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1().timer(TokioTimer::new());
+        http.http2().timer(TokioTimer::new());
+        let http = Arc::new(http);
+        let mut backoff = warden_net::AcceptBackoff::default();
         loop {
             let accepted = tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => return,
                 accepted = self.listener.accept() => accepted,
             };
-            let Ok((stream, _peer)) = accepted else {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
+            let (stream, peer) = match accepted {
+                Ok(pair) => {
+                    backoff.succeeded();
+                    pair
+                }
+                Err(err) => {
+                    backoff.failed(&err, "admin").await;
+                    continue;
+                }
             };
             let state = Arc::clone(&self.state);
-            let conn = http
-                .serve_connection(
-                    TokioIo::new(stream),
+            let http = Arc::clone(&http);
+            let idle = self.client_idle;
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let activity = warden_net::Activity::default();
+                let service = warden_net::Tracked::new(
                     service_fn(move |req| {
-                        let resp = route(&state, &req);
+                        let resp = route(&state, &req, peer.ip());
                         async move { Ok::<_, Infallible>(resp) }
                     }),
-                )
-                .into_owned();
-            tokio::spawn(async move {
-                if let Err(err) = conn.await {
+                    activity.clone(),
+                );
+                let mut conn = Box::pin(http.serve_connection(TokioIo::new(stream), service));
+                if let Err(err) = warden_net::serve(conn.as_mut(), &activity, idle, shutdown).await
+                {
                     tracing::debug!(error = %err, "admin connection ended with an error");
                 }
             });
@@ -127,10 +159,10 @@ impl AdminServer {
     }
 }
 
-fn route(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn route(state: &AdminState, req: &Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if let Some(rest) = path.strip_prefix("/api/v1/connections/") {
-        return connections_api(state, req, rest);
+        return connections_api(state, req, rest, peer);
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -163,6 +195,7 @@ fn connections_api(
     state: &AdminState,
     req: &Request<Incoming>,
     rest: &str,
+    peer: IpAddr,
 ) -> Response<Full<Bytes>> {
     let Some(api) = &state.connections else {
         return json_error(StatusCode::NOT_FOUND, "not_found");
@@ -194,6 +227,9 @@ fn connections_api(
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return resp;
             }
+            if !mutation_allowed(state.token.is_some(), peer) {
+                return json_error(StatusCode::FORBIDDEN, "forbidden_without_token");
+            }
             match api.reset(name) {
                 Some(row) => json(StatusCode::OK, &row),
                 None => json_error(StatusCode::NOT_FOUND, "unknown_connection"),
@@ -203,18 +239,32 @@ fn connections_api(
     }
 }
 
+/// Whether a mutating call may go ahead once the token (if any) was checked: with a token
+/// configured the token decides; without one, only a loopback peer may (like linkerd's
+/// admin `/shutdown`), since the admin port may be bound on every interface.
+fn mutation_allowed(token_configured: bool, peer: IpAddr) -> bool {
+    token_configured || peer.to_canonical().is_loopback()
+}
+
 /// Whether the request carries `Authorization: Bearer <token>`, compared in time that
-/// does not depend on where the first differing byte is.
+/// does not depend on where the first differing byte is. The scheme name is
+/// case-insensitive (RFC 9110 §11.1).
 fn bearer_matches(req: &Request<Incoming>, token: &str) -> bool {
     let Some(given) = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_credentials)
     else {
         return false;
     };
     constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+}
+
+/// The credentials of an `Authorization` value with the `Bearer` scheme, in any case.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -253,7 +303,34 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{bearer_credentials, constant_time_eq, mutation_allowed};
+    use std::net::IpAddr;
+
+    #[test]
+    fn reset_without_token_only_from_loopback() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(mutation_allowed(false, ip("127.0.0.1")));
+        assert!(mutation_allowed(false, ip("127.9.9.9")));
+        assert!(mutation_allowed(false, ip("::1")));
+        assert!(mutation_allowed(false, ip("::ffff:127.0.0.1")));
+        assert!(!mutation_allowed(false, ip("10.0.0.7")));
+        assert!(!mutation_allowed(false, ip("192.168.1.2")));
+        assert!(!mutation_allowed(false, ip("::ffff:10.0.0.7")));
+        assert!(!mutation_allowed(false, ip("fe80::1")));
+        assert!(!mutation_allowed(false, ip("0.0.0.0")));
+        // With a token, the token decides (checked before), wherever the caller is.
+        assert!(mutation_allowed(true, ip("10.0.0.7")));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_credentials("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_credentials("bearer abc"), Some("abc"));
+        assert_eq!(bearer_credentials("BEARER abc"), Some("abc"));
+        assert_eq!(bearer_credentials("Basic abc"), None);
+        assert_eq!(bearer_credentials("Bearerabc"), None);
+        assert_eq!(bearer_credentials(""), None);
+    }
 
     #[test]
     fn token_comparison() {

@@ -30,6 +30,8 @@ impl Default for Limits {
             max_concurrent_probes: 5,
             max_request_body_bytes: 10 * 1024 * 1024,
             max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
+            max_idle_upstream_per_route: 64,
         }
     }
 }
@@ -55,6 +57,7 @@ impl Default for Timeouts {
         Timeouts {
             connect: Duration::from_secs(2),
             request: Duration::from_secs(30),
+            client_idle: Duration::from_secs(60),
         }
     }
 }

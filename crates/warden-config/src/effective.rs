@@ -70,8 +70,12 @@ fn limits_json(limits: &Limits) -> Value {
         max_concurrent_probes,
         max_request_body_bytes,
         max_header_bytes,
+        max_connections,
+        max_idle_upstream_per_route,
     } = limits;
     json!({
+        "max_connections": max_connections,
+        "max_idle_upstream_per_route": max_idle_upstream_per_route,
         "max_concurrent_retries": max_concurrent_retries,
         "max_concurrent_probes": max_concurrent_probes,
         "max_request_body_bytes": max_request_body_bytes,
@@ -152,10 +156,15 @@ fn tls_json(tls: &Tls) -> Value {
 }
 
 fn timeouts_json(timeouts: &Timeouts) -> Value {
-    let Timeouts { connect, request } = timeouts;
+    let Timeouts {
+        connect,
+        request,
+        client_idle,
+    } = timeouts;
     json!({
         "connect": format_duration(*connect),
         "request": format_duration(*request),
+        "client_idle": format_duration(*client_idle),
     })
 }
 

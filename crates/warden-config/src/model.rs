@@ -42,6 +42,11 @@ pub struct Limits {
     pub max_concurrent_probes: usize,
     pub max_request_body_bytes: u64,
     pub max_header_bytes: usize,
+    /// Client connections held at once across every route; past it new connections wait
+    /// in the kernel's backlog instead of exhausting descriptors.
+    pub max_connections: usize,
+    /// Idle pooled upstream connections kept per route.
+    pub max_idle_upstream_per_route: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +177,9 @@ pub struct Timeouts {
     pub connect: Duration,
     /// From the request's arrival until the upstream's response head, retries included.
     pub request: Duration,
+    /// How long a client connection may go without a request in progress, from accept on,
+    /// before warden closes it.
+    pub client_idle: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

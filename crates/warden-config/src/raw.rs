@@ -90,6 +90,9 @@ pub(crate) struct RawTimeouts {
     /// From the request's arrival until the upstream's response head, retries included.
     /// Default 30s.
     pub request: Option<DurationStr>,
+    /// A client connection with no request in progress is closed after this, counted from
+    /// accept and from the end of each response (HTTP/2: no open stream). Default 60s.
+    pub client_idle: Option<DurationStr>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -168,6 +171,12 @@ pub(crate) struct RawLimits {
     /// Larger request heads get 431. Default 65536, at least 1024.
     #[schemars(range(min = 1024))]
     pub max_header_bytes: Option<u64>,
+    /// Client connections held at once across every route; past it new connections wait
+    /// in the kernel's listen backlog. Default 10000.
+    #[schemars(range(min = 1))]
+    pub max_connections: Option<u64>,
+    /// Idle pooled upstream connections kept per route. Default 64.
+    pub max_idle_upstream_per_route: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

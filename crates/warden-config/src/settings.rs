@@ -200,6 +200,13 @@ pub(crate) fn resolve(layers: &[Layer<'_>], diags: &mut Diags) -> (Timeouts, Ret
         false,
     );
 
+    let (client_idle, _) = r.duration(
+        "timeouts.client_idle",
+        |l| l.timeouts?.client_idle.as_ref(),
+        builtin_timeouts.client_idle,
+        false,
+    );
+
     let max_attempts = r.number(
         "retry.max_attempts",
         |l| l.retry?.max_attempts.as_ref(),
@@ -292,7 +299,11 @@ pub(crate) fn resolve(layers: &[Layer<'_>], diags: &mut Diags) -> (Timeouts, Ret
     );
 
     (
-        Timeouts { connect, request },
+        Timeouts {
+            connect,
+            request,
+            client_idle,
+        },
         Retry {
             max_attempts,
             backoff: Backoff { base, max },

@@ -193,6 +193,19 @@ fn limits(raw: Option<&RawLimits>, diags: &mut Diags) -> Limits {
             .map_or(builtin.max_header_bytes, |v| {
                 as_usize(v, builtin.max_header_bytes)
             }),
+        max_connections: check(raw.max_connections, "max_connections", 1, usize_max)
+            .map_or(builtin.max_connections, |v| {
+                as_usize(v, builtin.max_connections)
+            }),
+        max_idle_upstream_per_route: check(
+            raw.max_idle_upstream_per_route,
+            "max_idle_upstream_per_route",
+            0,
+            usize_max,
+        )
+        .map_or(builtin.max_idle_upstream_per_route, |v| {
+            as_usize(v, builtin.max_idle_upstream_per_route)
+        }),
     }
 }
 

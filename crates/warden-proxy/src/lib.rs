@@ -5,7 +5,8 @@ mod access;
 mod attempt;
 mod body;
 mod coalesce;
-mod exchange;
+#[doc(hidden)]
+pub mod exchange;
 mod headers;
 pub mod health;
 mod jitter;
@@ -19,6 +20,7 @@ mod retry;
 mod server;
 mod service;
 mod short_circuit;
+mod strict;
 mod tls;
 mod upstream;
 

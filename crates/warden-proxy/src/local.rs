@@ -30,6 +30,10 @@ pub enum LocalError {
     /// A coalesced refresh grant whose shared answer was too large to hand to every
     /// requester (the requester whose grant went upstream got it whole).
     CoalescedTooLarge,
+    /// No `Host` on an HTTP/1.1 request, more than one, or one that is not a host[:port].
+    BadHost,
+    /// A `Transfer-Encoding` other than one `chunked`.
+    BadTransferEncoding,
 }
 
 impl LocalError {
@@ -43,6 +47,8 @@ impl LocalError {
             LocalError::Connect => StatusCode::METHOD_NOT_ALLOWED,
             LocalError::ClientBody => StatusCode::BAD_REQUEST,
             LocalError::CoalescedTooLarge => StatusCode::BAD_GATEWAY,
+            LocalError::BadHost => StatusCode::BAD_REQUEST,
+            LocalError::BadTransferEncoding => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -58,6 +64,8 @@ impl LocalError {
             LocalError::Connect => "connect_refused",
             LocalError::ClientBody => "request_body_unreadable",
             LocalError::CoalescedTooLarge => "coalesced_answer_too_large",
+            LocalError::BadHost => "bad_host",
+            LocalError::BadTransferEncoding => "bad_transfer_encoding",
         }
     }
 
@@ -101,6 +109,12 @@ impl LocalError {
                 header::ALLOW,
                 HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
             );
+        }
+        if self == LocalError::BadTransferEncoding {
+            // Where the refused body ends is exactly what is in doubt: read nothing more
+            // from this connection.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -11,16 +12,18 @@ use http::HeaderName;
 use http::uri::PathAndQuery;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
 use warden_config::{Config, Role};
+use warden_net::{AcceptBackoff, Activity, ConnectionLimit, Tracked};
 use warden_policy::Policy;
 
 use crate::health::HealthHub;
 use crate::prober::{self, ProbeTarget, Schedule};
 use crate::retry::RetrySlots;
 use crate::service::{Classifier, RouteCtx, RouteService};
+use crate::strict;
 use crate::tls::TlsError;
 use crate::upstream::{self, UpstreamClient};
 
@@ -80,6 +83,8 @@ struct Shared {
     /// Every connection task holds a clone; when the last is gone the drain is complete.
     open: std::sync::Mutex<Option<mpsc::Sender<()>>>,
     all_closed: Mutex<mpsc::Receiver<()>>,
+    /// `limits.max_connections`, shared by every route's listener.
+    connections: Arc<ConnectionLimit>,
 }
 
 struct State {
@@ -95,6 +100,8 @@ struct Listener {
     configured: SocketAddr,
     bound: SocketAddr,
     ctx: Arc<ArcSwap<RouteCtx>>,
+    /// `timeouts.client_idle` in milliseconds, read by each new connection.
+    client_idle: Arc<AtomicU64>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -119,6 +126,10 @@ impl Proxy {
         for (conn, route) in config.routes() {
             bound.push(bind(&conn.name, route.role, route.listen).await?);
         }
+        metrics::describe_gauge!(
+            "warden_client_connections",
+            "Client connections open, across every route (at most limits.max_connections)"
+        );
         let (open, all_closed) = mpsc::channel::<()>(1);
         let proxy = Proxy {
             shared: Arc::new(Shared {
@@ -131,6 +142,10 @@ impl Proxy {
                 }),
                 open: std::sync::Mutex::new(Some(open)),
                 all_closed: Mutex::new(all_closed),
+                connections: ConnectionLimit::new(
+                    config.limits.max_connections,
+                    metrics::gauge!("warden_client_connections"),
+                ),
             }),
         };
         let mut state = proxy.shared.state.lock().await;
@@ -178,6 +193,9 @@ impl Proxy {
     ) -> Reloaded {
         let health = &self.shared.health;
         health.apply(config);
+        self.shared
+            .connections
+            .resize(config.limits.max_connections);
         let http = Arc::new(server_builder(config.limits.max_header_bytes));
         let mut report = Reloaded::default();
         let mut keep = HashMap::new();
@@ -214,6 +232,9 @@ impl Proxy {
             match (listener, state.listeners.remove(&key)) {
                 (None, Some(existing)) => {
                     existing.ctx.store(ctx);
+                    existing
+                        .client_idle
+                        .store(millis(route.timeouts.client_idle), Ordering::Relaxed);
                     report.kept += 1;
                     keep.insert(key, existing);
                 }
@@ -221,7 +242,13 @@ impl Proxy {
                     if let Some(old) = old {
                         report.removed.push(old.retire(&key));
                     }
-                    let started = self.listen(listener, route.listen, ctx, Arc::clone(&http));
+                    let started = self.listen(
+                        listener,
+                        route.listen,
+                        ctx,
+                        route.timeouts.client_idle,
+                        Arc::clone(&http),
+                    );
                     report.added.push(BoundRoute {
                         connection: key.0.clone(),
                         role: key.1,
@@ -264,10 +291,12 @@ impl Proxy {
         listener: TcpListener,
         configured: SocketAddr,
         ctx: Arc<RouteCtx>,
+        client_idle: Duration,
         http: Arc<auto::Builder<TokioExecutor>>,
     ) -> Listener {
         let bound = listener.local_addr().unwrap_or(configured);
         let ctx = Arc::new(ArcSwap::new(ctx));
+        let client_idle = Arc::new(AtomicU64::new(millis(client_idle)));
         let (stop, stopped) = watch::channel(false);
         let open = self
             .shared
@@ -277,8 +306,12 @@ impl Proxy {
             .clone();
         let task = tokio::spawn(accept_loop(
             listener,
-            Arc::clone(&ctx),
-            http,
+            Accepting {
+                ctx: Arc::clone(&ctx),
+                client_idle: Arc::clone(&client_idle),
+                http,
+                connections: Arc::clone(&self.shared.connections),
+            },
             open,
             any_of(self.shared.shutdown.clone(), stopped),
             self.shared.shutdown.clone(),
@@ -287,6 +320,7 @@ impl Proxy {
             configured,
             bound,
             ctx,
+            client_idle,
             stop,
             task,
         }
@@ -369,20 +403,19 @@ fn prepare(config: &Config, previous: Option<&State>) -> Result<Prepared, ProxyE
             .iter()
             .any(|r| r.when.jsonrpc_error.is_some() || r.when.mcp_tool_error.is_some()),
     };
+    let max_idle = config.limits.max_idle_upstream_per_route;
     let clients = config
         .routes()
         .map(|(conn, route)| {
             let kept = previous
                 .and_then(|state| state.listeners.get(&(conn.name.clone(), route.role)))
-                .and_then(|listener| listener.ctx.load().reusable_client(route));
+                .and_then(|listener| listener.ctx.load().reusable_client(route, max_idle));
             match kept {
                 Some(client) => Ok(client),
-                None => upstream::client(route, upstream::DEFAULT_MAX_IDLE).map_err(|source| {
-                    ProxyError::Tls {
-                        connection: conn.name.clone(),
-                        role: route.role,
-                        source,
-                    }
+                None => upstream::client(route, max_idle).map_err(|source| ProxyError::Tls {
+                    connection: conn.name.clone(),
+                    role: route.role,
+                    source,
                 }),
             }
         })
@@ -403,14 +436,12 @@ fn prepare(config: &Config, previous: Option<&State>) -> Result<Prepared, ProxyE
 }
 
 async fn bind(connection: &str, role: Role, addr: SocketAddr) -> Result<TcpListener, ProxyError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ProxyError::Bind {
-            connection: connection.to_owned(),
-            role,
-            addr,
-            source,
-        })
+    warden_net::listen(addr).map_err(|source| ProxyError::Bind {
+        connection: connection.to_owned(),
+        role,
+        addr,
+        source,
+    })
 }
 
 /// A receiver that turns true when either does.
@@ -433,9 +464,16 @@ fn server_builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
+        // hyper's header-read timer (30 s) also runs between keep-alive requests, which
+        // would cut `timeouts.client_idle` short; client_idle covers a slow head as well,
+        // since no request is in progress until the head is complete.
+        .header_read_timeout(None)
         // hyper answers 431 itself when a head outgrows its read buffer; it refuses buffers
         // below 8 KiB, and smaller limits are enforced on the parsed head instead.
-        .max_buf_size(max_header_bytes.max(8192));
+        .max_buf_size(max_header_bytes.max(8192))
+        // hyper's parser stops at 100 fields with a bare 431; past warden's own field limit
+        // the JSON 431 must decide, so the parser's cap sits above it.
+        .max_headers(strict::parser_max_fields(max_header_bytes));
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -443,12 +481,23 @@ fn server_builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// What an accept loop hands each connection it accepts.
+struct Accepting {
+    ctx: Arc<ArcSwap<RouteCtx>>,
+    /// `timeouts.client_idle` in milliseconds, read at accept.
+    client_idle: Arc<AtomicU64>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    connections: Arc<ConnectionLimit>,
+}
+
 /// Accepts until `stop` (shutdown, or this route's removal). Connections end gracefully on
 /// `shutdown` only: a removed route's open connections finish on their own.
+///
+/// A slot of `limits.max_connections` is taken before each accept, so a full proxy leaves
+/// new connections in the listen backlog rather than accepting what it cannot serve.
 async fn accept_loop(
     listener: TcpListener,
-    ctx: Arc<ArcSwap<RouteCtx>>,
-    http: Arc<auto::Builder<TokioExecutor>>,
+    accepting: Accepting,
     open: Option<mpsc::Sender<()>>,
     mut stop: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
@@ -457,45 +506,95 @@ async fn accept_loop(
         // Draining already: nothing may start.
         return;
     };
+    let name = {
+        let ctx = accepting.ctx.load();
+        format!("{}.{}", ctx.connection, ctx.role)
+    };
+    let mut backoff = AcceptBackoff::default();
     loop {
+        let permit = tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => return,
+            permit = accepting.connections.acquire(&name) => permit,
+        };
         let accepted = tokio::select! {
             biased;
             _ = stopped(&mut stop) => return,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
-            Ok(pair) => pair,
+            Ok(pair) => {
+                backoff.succeeded();
+                pair
+            }
             Err(err) => {
-                // Out of descriptors or memory: pausing beats a hot loop of failed accepts.
-                let ctx = ctx.load();
-                tracing::warn!(connection = %ctx.connection, role = %ctx.role, error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+                drop(permit);
+                tokio::select! {
+                    biased;
+                    _ = stopped(&mut stop) => return,
+                    () = backoff.failed(&err, &name) => continue,
+                }
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = RouteService::new(Arc::clone(&ctx), peer);
-        let conn = http
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
+        let idle = Duration::from_millis(accepting.client_idle.load(Ordering::Relaxed));
+        let ctx = Arc::clone(&accepting.ctx);
+        let http = Arc::clone(&accepting.http);
         let open = open.clone();
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let mut conn = std::pin::pin!(conn);
-            let result = tokio::select! {
-                result = conn.as_mut() => result,
-                _ = stopped(&mut shutdown) => {
-                    // Finish the request in flight, then close (HTTP/2: GOAWAY).
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(err) = result {
-                tracing::debug!(%peer, error = %err, "client connection ended with an error");
-            }
+            serve_client(stream, peer, ctx, http, idle, shutdown).await;
+            drop(permit);
             drop(open);
         });
     }
+}
+
+/// Serves one client connection until it closes, goes idle for `idle`, or shutdown ends it.
+///
+/// Nothing of hyper's is built until the client's first byte arrives, and the state that
+/// serving needs is boxed only then: a connection that stays silent costs its socket and a
+/// task the size of this first wait, not a connection's buffers.
+async fn serve_client(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ArcSwap<RouteCtx>>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    idle: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let first = tokio::select! {
+        first = tokio::time::timeout(idle, stream.readable()) => first,
+        _ = stopped(&mut shutdown) => return,
+    };
+    if first.is_err() {
+        tracing::debug!(%peer, ?idle, "closing a client connection that sent nothing");
+        return;
+    }
+    Box::pin(serve_http(stream, peer, ctx, http, idle, shutdown)).await;
+}
+
+async fn serve_http(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ArcSwap<RouteCtx>>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    idle: Duration,
+    shutdown: watch::Receiver<bool>,
+) {
+    let activity = Activity::default();
+    let service = Tracked::new(RouteService::new(ctx, peer), activity.clone());
+    let mut conn = Box::pin(
+        http.serve_connection(TokioIo::new(stream), service)
+            .into_owned(),
+    );
+    if let Err(err) = warden_net::serve(conn.as_mut(), &activity, idle, shutdown).await {
+        tracing::debug!(%peer, error = %err, "client connection ended with an error");
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Resolves once shutdown is asked for, or once nobody is left who could ask.
@@ -518,4 +617,50 @@ fn watched_request_headers(config: &Config) -> Arc<[HeaderName]> {
         }
     }
     names.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a silent connection's task holds: kept small, since `limits.max_connections` of
+    /// them may wait at once.
+    #[tokio::test]
+    async fn a_silent_connection_is_a_small_task() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let config = warden_config::zero_config(&warden_config::ZeroConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            upstream: "http://127.0.0.1:9".into(),
+            role: Role::Api,
+            admin: "127.0.0.1:0".parse().unwrap(),
+            token_path: None,
+        })
+        .unwrap();
+        let prepared = prepare(&config, None).unwrap();
+        let (conn, route) = config.routes().next().unwrap();
+        let health = HealthHub::new(&config);
+        let ctx = RouteCtx::new(
+            conn,
+            route,
+            prepared.clients.into_iter().next().unwrap(),
+            &config,
+            &prepared.classifier,
+            health.get_or_insert(conn, 10),
+            prepared.retry_slots,
+        );
+        let (_tx, rx) = watch::channel(false);
+        let fut = serve_client(
+            stream,
+            peer,
+            Arc::new(ArcSwap::new(Arc::new(ctx))),
+            Arc::new(server_builder(65536)),
+            Duration::from_secs(60),
+            rx,
+        );
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 1024, "a silent connection's future is {size} bytes");
+    }
 }

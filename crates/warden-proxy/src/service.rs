@@ -134,11 +134,13 @@ impl RouteCtx {
 
     /// The upstream client, when `route` would build the same one: same origin, same TLS
     /// settings naming no files (a reload re-reads certificate files, which may have
-    /// been rotated), same connect timeout.
-    pub(crate) fn reusable_client(&self, route: &Route) -> Option<UpstreamClient> {
+    /// been rotated), same connect timeout and pool cap.
+    pub(crate) fn reusable_client(&self, route: &Route, max_idle: usize) -> Option<UpstreamClient> {
         let tls = &route.tls;
         let files = tls.ca_file.is_some() || tls.client_cert.is_some() || tls.client_key.is_some();
-        (!files && self.upstream_settings == upstream_settings(route))
+        (!files
+            && self.upstream_settings == upstream_settings(route)
+            && self.client.max_idle() == max_idle)
             .then(|| Arc::clone(&self.client))
     }
 
@@ -578,6 +580,7 @@ impl RouteCtx {
         if req.method() == Method::CONNECT {
             return Err(LocalError::Connect);
         }
+        crate::strict::check(req)?;
         // HTTP/2 requests always carry an authority; only an HTTP/1 absolute-form target
         // says the client takes warden for a forward proxy.
         if req.version() < Version::HTTP_2

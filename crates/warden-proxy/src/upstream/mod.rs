@@ -15,9 +15,6 @@ use crate::tls::TlsError;
 
 pub type UpstreamClient = Arc<Upstream>;
 
-/// Idle HTTP/1.1 connections kept per route when nothing else says.
-pub const DEFAULT_MAX_IDLE: usize = 64;
-
 /// The connections of `route`, keeping at most `max_idle` idle HTTP/1.1 connections, with
 /// a sweeper that closes those idle past the timeout.
 pub fn client(route: &Route, max_idle: usize) -> Result<UpstreamClient, TlsError> {

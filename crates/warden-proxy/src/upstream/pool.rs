@@ -116,6 +116,11 @@ impl Upstream {
         }))
     }
 
+    /// The most idle HTTP/1.1 connections kept.
+    pub fn max_idle(&self) -> usize {
+        self.max_idle
+    }
+
     fn lock(&self) -> MutexGuard<'_, Pool> {
         // The pool is a list of senders: a panic elsewhere cannot leave it inconsistent.
         self.pool.lock().unwrap_or_else(|p| p.into_inner())

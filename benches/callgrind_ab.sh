@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# benches/callgrind_ab.sh — instructions per proxied request, by callgrind.
+#
+# Usage:
+#   benches/callgrind_ab.sh LABEL=/path/to/warden [LABEL2=/path/to/warden2 ...]
+#
+# For each binary: start the bench upstream natively (CPU 0), run
+# `warden run --listen … --upstream … --admin … --log-format json` with
+# RUST_LOG=warn under `valgrind --tool=callgrind` (CPU 1, so its runtime
+# sizes itself to one worker, as in compare.sh), send WARM requests, zero the
+# counters (callgrind_control -z), send REQS keep-alive requests over CONNS
+# connections with benches/fixed_load.py, dump (callgrind_control -d) and
+# divide the dump's total Ir by REQS.  Instruction counts do not depend on
+# how busy the machine is, so this A/B is usable on a shared machine.
+# Only user-space instructions of the proxy process are counted (no kernel).
+#
+# Environment:
+#   REQS (default 3000), CONNS (8), WARM (400), REPEAT (1: runs per binary)
+#   OUT_DIR  where callgrind files and annotations go (default: mktemp -d,
+#            kept and printed)
+#   UPSTREAM_BIN  default benches/upstream/target/release/warden-bench-upstream
+#
+# Output: one line per run "LABEL run K: Ir=… reqs=… Ir/req=…" on stdout,
+# plus OUT_DIR/LABEL.K.{excl,incl}.txt (callgrind_annotate, top 60).
+# Everything listens on 127.0.0.1; every wait is bounded; every process
+# started here is killed on exit.
+
+set -euo pipefail
+
+REQS="${REQS:-3000}"
+CONNS="${CONNS:-8}"
+WARM="${WARM:-400}"
+REPEAT="${REPEAT:-1}"
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+UPSTREAM_BIN="${UPSTREAM_BIN:-$SCRIPT_DIR/upstream/target/release/warden-bench-upstream}"
+OUT_DIR="${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/warden-callgrind.XXXXXX")}"
+mkdir -p "$OUT_DIR"
+
+log() { printf '[callgrind] %s\n' "$*" >&2; }
+die() { printf '[callgrind] ERROR: %s\n' "$*" >&2; exit 1; }
+
+(($# >= 1)) || die "usage: $0 LABEL=/path/to/warden ..."
+[[ -x "$UPSTREAM_BIN" ]] || die "bench upstream missing: $UPSTREAM_BIN"
+for tool in valgrind callgrind_control callgrind_annotate taskset curl python3; do
+    command -v "$tool" >/dev/null || die "$tool is required"
+done
+
+declare -a PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_200() { # PORT PID SECONDS
+    local i
+    for ((i = 0; i < $3 * 5; i++)); do
+        kill -0 "$2" 2>/dev/null || return 1
+        [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$1/" || true)" == 200 ]] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+taskset -c 0 "$UPSTREAM_BIN" 0 >"$OUT_DIR/upstream.out" 2>"$OUT_DIR/upstream.err" &
+PIDS+=("$!")
+UP_PID=$!
+for _ in $(seq 50); do [[ -s "$OUT_DIR/upstream.out" ]] && break; sleep 0.1; done
+UP_ADDR="$(head -n1 "$OUT_DIR/upstream.out")"
+[[ "$UP_ADDR" =~ ^127\.0\.0\.1:([0-9]+)$ ]] || die "upstream printed no address"
+UP_PORT="${BASH_REMATCH[1]}"
+wait_200 "$UP_PORT" "$UP_PID" 10 || die "upstream not serving"
+log "upstream $UP_ADDR"
+
+for spec in "$@"; do
+    label="${spec%%=*}"
+    bin="${spec#*=}"
+    [[ -x "$bin" ]] || die "$bin is not executable"
+    for ((k = 1; k <= REPEAT; k++)); do
+        port="$(free_port)"
+        admin="$(free_port)"
+        cg="$OUT_DIR/callgrind.$label.$k"
+        RUST_LOG=warn taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$cg.%p" \
+            "$bin" run --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$UP_PORT" \
+            --admin "127.0.0.1:$admin" --log-format json >"$OUT_DIR/$label.$k.log" 2>&1 &
+        PIDS+=("$!")
+        wpid=$!
+        wait_200 "$port" "$wpid" 120 || die "$label did not start under valgrind (see $OUT_DIR/$label.$k.log)"
+        timeout 600 python3 "$SCRIPT_DIR/fixed_load.py" "127.0.0.1:$port" "$WARM" "$CONNS" 30 >&2 ||
+            die "$label warm-up failed"
+        timeout 60 callgrind_control -z "$wpid" >/dev/null || die "callgrind_control -z failed"
+        out="$(timeout 1800 python3 "$SCRIPT_DIR/fixed_load.py" "127.0.0.1:$port" "$REQS" "$CONNS" 30)" ||
+            die "$label load failed: $out"
+        timeout 60 callgrind_control -d "$wpid" >/dev/null || die "callgrind_control -d failed"
+        dump=""
+        for _ in $(seq 100); do
+            dump="$(ls -t "$cg.$wpid".* 2>/dev/null | head -n1 || true)"
+            [[ -n "$dump" ]] && grep -q '^totals:' "$dump" 2>/dev/null && break
+            sleep 0.2
+        done
+        [[ -n "$dump" ]] || die "no dump for $label"
+        ir="$(awk '/^totals:/ { print $2 }' "$dump")"
+        n="${out#ok }"
+        printf '%s run %d: Ir=%s reqs=%s Ir/req=%s (%s)\n' "$label" "$k" "$ir" "$n" \
+            "$(awk -v a="$ir" -v b="$n" 'BEGIN { printf "%.0f", a / b }')" "$dump"
+        callgrind_annotate --inclusive=no "$dump" 2>/dev/null | head -n 80 >"$OUT_DIR/$label.$k.excl.txt" || true
+        callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | head -n 80 >"$OUT_DIR/$label.$k.incl.txt" || true
+        kill -TERM "$wpid" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$wpid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$wpid" 2>/dev/null || true
+        wait "$wpid" 2>/dev/null || true
+    done
+done
+log "outputs in $OUT_DIR"

@@ -1,0 +1,216 @@
+//! `timeouts.client_idle`: a client connection with no request in progress is closed after
+//! this long, counted from accept and from the end of each response.
+//!
+//! hyper's own header-read timer starts at the first byte of a head, so a client that
+//! connects and never sends anything (or an HTTP/2 client that stops after its preface) would
+//! hold its socket forever. Counting requests in progress at the service boundary covers
+//! HTTP/1 and HTTP/2 alike: a request is in progress from the service call until its response
+//! body is dropped, so long streams (SSE) are never cut, and a slowloris head, which never
+//! reaches the service, is.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::sync::{Notify, watch};
+
+/// How long a connection closed for idleness may take to say goodbye (HTTP/2 GOAWAY, a
+/// request that raced the timer) before the socket is dropped regardless.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Requests in progress on one client connection.
+#[derive(Clone, Default)]
+pub struct Activity(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    in_progress: AtomicUsize,
+    changed: Notify,
+}
+
+/// One request in progress; dropped when its response body is done with.
+pub struct ActivityGuard(Arc<Inner>);
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        self.0.in_progress.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_waiters();
+    }
+}
+
+impl Activity {
+    pub fn begin(&self) -> ActivityGuard {
+        self.0.in_progress.fetch_add(1, Ordering::AcqRel);
+        self.0.changed.notify_waiters();
+        ActivityGuard(Arc::clone(&self.0))
+    }
+
+    pub fn in_progress(&self) -> usize {
+        self.0.in_progress.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no request has been in progress for `idle` without a break.
+    pub async fn idle_for(&self, idle: Duration) {
+        loop {
+            let changed = self.0.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            // Registered before the count is read, so no change can slip between the two.
+            changed.as_mut().enable();
+            if self.in_progress() == 0 {
+                if tokio::time::timeout(idle, changed).await.is_err() {
+                    return;
+                }
+            } else {
+                changed.await;
+            }
+        }
+    }
+}
+
+/// Drives one client connection (pinned by the caller, who may box it) until it ends, closing it after `idle` without a request in
+/// progress, or gracefully once `shutdown` turns true (in-flight requests finish).
+pub async fn serve<C>(
+    mut conn: Pin<&mut C>,
+    activity: &Activity,
+    idle: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), C::Error>
+where
+    C: GracefulConnection,
+{
+    tokio::select! {
+        result = conn.as_mut() => result,
+        () = activity.idle_for(idle) => {
+            tracing::debug!(?idle, "closing an idle client connection");
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = conn.as_mut() => result,
+                () = activity.idle_for(CLOSE_GRACE) => Ok(()),
+            }
+        }
+        () = stopped(&mut shutdown) => {
+            // Finish the request in flight, then close (HTTP/2: GOAWAY).
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
+}
+
+/// Resolves once shutdown is asked for, or once nobody is left who could ask. (The guard
+/// `wait_for` returns must not live across an await: it is not `Send`.)
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// A hyper service that counts its requests in progress into an [`Activity`].
+#[derive(Clone)]
+pub struct Tracked<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S> Tracked<S> {
+    pub fn new(inner: S, activity: Activity) -> Self {
+        Tracked { inner, activity }
+    }
+}
+
+impl<S, R, B> hyper::service::Service<Request<R>> for Tracked<S>
+where
+    S: hyper::service::Service<Request<R>, Response = Response<B>>,
+{
+    type Response = Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn call(&self, req: Request<R>) -> Self::Future {
+        let guard = self.activity.begin();
+        TrackedFuture {
+            inner: self.inner.call(req),
+            guard: Some(guard),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The service's future, holding the request's guard until the response exists (a
+    /// request the client cancels drops it here).
+    pub struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<ActivityGuard>,
+    }
+}
+
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<TrackedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let guard = this.guard.take();
+        Poll::Ready(result.map(|resp| resp.map(|inner| TrackedBody { inner, guard })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that ends its request's activity when it ends or is dropped.
+    pub struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        guard: Option<ActivityGuard>,
+    }
+}
+
+impl<B: Body> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        if frame.is_none() {
+            this.guard.take();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_counts_from_the_last_request() {
+        let activity = Activity::default();
+        let start = tokio::time::Instant::now();
+        let guard = activity.begin();
+        let a = activity.clone();
+        let idle = tokio::spawn(async move { a.idle_for(Duration::from_secs(60)).await });
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        assert!(!idle.is_finished(), "a request in progress is not idle");
+        drop(guard);
+        idle.await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(160));
+    }
+}

@@ -1,0 +1,51 @@
+//! Binding with a listen backlog sized for bursts.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpSocket};
+
+/// The floor: std's (and so tokio's) `bind` asks for 128, which drops SYNs in a burst of a
+/// few hundred connects and makes those clients wait a full SYN retransmission (1 s).
+const MIN_BACKLOG: u32 = 1024;
+
+/// The listen backlog: the kernel's `net.core.somaxconn` (the most it grants anyway), and
+/// never less than 1024. Connections past `limits.max_connections` wait here too.
+pub fn backlog() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .map_or(MIN_BACKLOG, |n| n.max(MIN_BACKLOG))
+}
+
+/// Binds `addr` (with `SO_REUSEADDR`, as std does, so a restart is not refused while old
+/// sockets sit in TIME_WAIT) and listens with [`backlog`]. Must run inside a tokio runtime.
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backlog_is_at_least_the_floor() {
+        assert!(backlog() >= MIN_BACKLOG);
+    }
+
+    #[tokio::test]
+    async fn binds_an_ephemeral_port() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        listener.accept().await.unwrap();
+    }
+}
