@@ -19,9 +19,11 @@
 #   OUT_DIR  where callgrind files and annotations go (default: mktemp -d,
 #            kept and printed)
 #   UPSTREAM_BIN  default benches/upstream/target/release/warden-bench-upstream
+#   VALGRIND_ARGS extra callgrind options, e.g. "--dump-instr=yes"
 #
 # Output: one line per run "LABEL run K: Ir=… reqs=… Ir/req=…" on stdout,
-# plus OUT_DIR/LABEL.K.{excl,incl}.txt (callgrind_annotate, top 60).
+# plus OUT_DIR/LABEL.K.summary.txt (benches/callgrind_summary.py: top 30
+# functions by self and inclusive Ir, callers of memcpy and memmem::Searcher).
 # Everything listens on 127.0.0.1; every wait is bounded; every process
 # started here is killed on exit.
 
@@ -41,7 +43,7 @@ die() { printf '[callgrind] ERROR: %s\n' "$*" >&2; exit 1; }
 
 (($# >= 1)) || die "usage: $0 LABEL=/path/to/warden ..."
 [[ -x "$UPSTREAM_BIN" ]] || die "bench upstream missing: $UPSTREAM_BIN"
-for tool in valgrind callgrind_control callgrind_annotate taskset curl python3; do
+for tool in valgrind callgrind_control taskset curl python3; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
 
@@ -89,7 +91,8 @@ for spec in "$@"; do
         port="$(free_port)"
         admin="$(free_port)"
         cg="$OUT_DIR/callgrind.$label.$k"
-        RUST_LOG=warn taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$cg.%p" \
+        read -r -a vg_extra <<<"${VALGRIND_ARGS:-}"
+        RUST_LOG=warn taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$cg.%p" "${vg_extra[@]}" \
             "$bin" run --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$UP_PORT" \
             --admin "127.0.0.1:$admin" --log-format json >"$OUT_DIR/$label.$k.log" 2>&1 &
         PIDS+=("$!")
@@ -112,8 +115,10 @@ for spec in "$@"; do
         n="${out#ok }"
         printf '%s run %d: Ir=%s reqs=%s Ir/req=%s (%s)\n' "$label" "$k" "$ir" "$n" \
             "$(awk -v a="$ir" -v b="$n" 'BEGIN { printf "%.0f", a / b }')" "$dump"
-        callgrind_annotate --inclusive=no "$dump" 2>/dev/null | head -n 80 >"$OUT_DIR/$label.$k.excl.txt" || true
-        callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | head -n 80 >"$OUT_DIR/$label.$k.incl.txt" || true
+        # callgrind_annotate 3.19 charges these dumps to __libc_start_main, so
+        # the per-function tables come from callgrind_summary.py.
+        python3 "$SCRIPT_DIR/callgrind_summary.py" "$dump" "$n" 30 --callers memcpy Searcher::new \
+            >"$OUT_DIR/$label.$k.summary.txt" || true
         kill -TERM "$wpid" 2>/dev/null || true
         for _ in $(seq 100); do kill -0 "$wpid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$wpid" 2>/dev/null || true

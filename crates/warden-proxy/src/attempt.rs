@@ -10,40 +10,25 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
-use http::uri::PathAndQuery;
-use http::{HeaderMap, Method, Response, StatusCode, Version};
+use http::{Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt as _, LengthLimitError};
 use tokio::time::Instant;
 use warden_config::{ErrorKind, RetryMode, Role, TlsDetail, Verdict};
 use warden_health::{Gate, GateRequest, GrantType};
-use warden_policy::{Decision, HeaderLookup, Observation};
+use warden_policy::{Decision, Observation};
 
 use crate::body::{Prefixed, ResponseBody};
 use crate::exchange::{TOKEN_BODY_LIMIT, TokenAnswer};
 use crate::headers;
 use crate::health::ConnHealth;
 use crate::local::LocalError;
-use crate::record::Pending;
+use crate::metrics::RouteMetrics;
+use crate::record::{Exchanged, Pending};
+use crate::request::{RequestInfo, ResponseHeaders};
 use crate::retry::{Attempt, AttemptFacts, HealthGate, parse_retry_after};
-use crate::service::RouteCtx;
 use crate::upstream;
-
-/// What classification needs to know about a request after it has gone upstream; shared by
-/// its attempts.
-pub(crate) struct RequestInfo {
-    pub method: Method,
-    pub path: PathAndQuery,
-    pub watched: WatchedHeaders,
-    pub token_request: bool,
-    pub grant_type: Option<String>,
-    /// A `refresh_token` grant: counted in `warden_token_refresh_total`.
-    pub refresh_grant: bool,
-    /// For the access log; `None` when it is off.
-    pub request_id: Option<HeaderValue>,
-    pub trace_id: Option<String>,
-}
+use crate::upstream::UpstreamClient;
 
 /// One attempt's answer and what was concluded from it.
 pub(crate) struct AttemptResult {
@@ -62,6 +47,15 @@ pub(crate) struct AttemptResult {
 }
 
 impl AttemptResult {
+    /// What the access log says of this exchange.
+    pub fn exchanged(&self) -> Exchanged {
+        Exchanged {
+            attempts: self.number,
+            upstream_seconds: self.upstream_seconds,
+            rule: self.decision.as_ref().map(|d| d.rule.clone()),
+        }
+    }
+
     pub fn verdict(&self) -> Verdict {
         self.decision
             .as_ref()
@@ -128,7 +122,7 @@ impl HealthGate for Arc<ConnHealth> {
 /// The inner service of the retry layer: each call is one attempt.
 #[derive(Clone)]
 pub(crate) struct AttemptService {
-    pub ctx: Arc<RouteCtx>,
+    pub ctx: Arc<Attempter>,
     pub info: Arc<RequestInfo>,
     pub deadline: Instant,
 }
@@ -150,7 +144,18 @@ impl tower::Service<Attempt> for AttemptService {
     }
 }
 
-impl RouteCtx {
+/// The attempt stage's view of its route: what sending and classifying one attempt
+/// needs, and nothing else.
+pub(crate) struct Attempter {
+    pub connection: String,
+    pub role: Role,
+    pub client: UpstreamClient,
+    pub policy: Arc<warden_policy::Policy>,
+    pub metrics: Arc<RouteMetrics>,
+    pub health: Arc<ConnHealth>,
+}
+
+impl Attempter {
     /// Sends one attempt and classifies its answer (counting upstream errors); health is
     /// told later, through the result's [`Pending`].
     pub(crate) async fn attempt(
@@ -364,38 +369,4 @@ fn is_body_limit(err: &upstream::SendError) -> bool {
         cur = e.source();
     }
     false
-}
-
-/// The request headers the classifier may consult, kept past forwarding. Usually one or
-/// none, so a linear scan beats any map.
-#[derive(Clone, Default)]
-pub(crate) struct WatchedHeaders(pub Vec<(HeaderName, HeaderValue)>);
-
-impl WatchedHeaders {
-    pub fn capture(names: &[HeaderName], headers: &HeaderMap) -> Self {
-        WatchedHeaders(
-            names
-                .iter()
-                .filter_map(|n| headers.get(n).map(|v| (n.clone(), v.clone())))
-                .collect(),
-        )
-    }
-}
-
-impl HeaderLookup for WatchedHeaders {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| v.to_str().ok())
-    }
-}
-
-/// The upstream's response headers, when there was a response.
-pub(crate) struct ResponseHeaders<'a>(pub Option<&'a HeaderMap>);
-
-impl HeaderLookup for ResponseHeaders<'_> {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0?.get(name)?.to_str().ok()
-    }
 }

@@ -18,12 +18,11 @@ use http_body_util::BodyExt as _;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use warden_config::{ErrorKind, Verdict};
-use warden_policy::RuleRef;
 
 use crate::attempt::AttemptResult;
 use crate::body::ResponseBody;
 use crate::local::LocalError;
-use crate::record::Pending;
+use crate::record::{Exchanged, Pending};
 
 /// How much of a coalesced token answer is kept to hand to every requester. Token
 /// answers are a few hundred bytes; one this large is an IdP misbehaving, and the
@@ -62,24 +61,6 @@ pub(crate) struct LeaderAnswer {
     pub exchange: Option<Exchanged>,
 }
 
-/// The upstream exchange behind an answer, for the access log.
-#[derive(Debug, Clone)]
-pub(crate) struct Exchanged {
-    pub attempts: u32,
-    pub upstream_seconds: f64,
-    pub rule: Option<RuleRef>,
-}
-
-impl Exchanged {
-    pub fn of(result: &AttemptResult) -> Exchanged {
-        Exchanged {
-            attempts: result.number,
-            upstream_seconds: result.upstream_seconds,
-            rule: result.decision.as_ref().map(|d| d.rule.clone()),
-        }
-    }
-}
-
 /// Splits a finished exchange into what the followers share and what the leader gets.
 /// An answer that was not read whole yet is read on up to [`SHARE_LIMIT`] (before
 /// `deadline`); past that the followers get `coalesced_answer_too_large` and the leader
@@ -91,7 +72,7 @@ pub(crate) async fn share(
     role: warden_config::Role,
 ) -> (Shared, LeaderAnswer) {
     let verdict = result.verdict();
-    let exchange = Some(Exchanged::of(&result));
+    let exchange = Some(result.exchanged());
     let pending = result.pending;
     let together = |answer: Result<(StatusCode, HeaderMap, Bytes), LocalError>| {
         let shared = Shared { answer, verdict };

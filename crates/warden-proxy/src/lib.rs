@@ -16,6 +16,7 @@ mod metrics;
 pub mod observe;
 mod prober;
 mod record;
+mod request;
 mod retry;
 mod server;
 mod service;

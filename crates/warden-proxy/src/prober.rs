@@ -15,13 +15,16 @@ use warden_health::ProbeOutcome;
 use crate::health::{self, ConnHealth};
 use crate::jitter;
 use crate::metrics::RouteMetrics;
-use crate::service::RouteCtx;
+use crate::upstream::{ProbeResult, UpstreamClient};
 
 /// One route the prober looks after.
 pub(crate) struct ProbeTarget {
     pub health: Arc<ConnHealth>,
     pub role: Role,
-    pub route: Arc<RouteCtx>,
+    pub upstream: UpstreamClient,
+    /// `timeouts.request`, which bounds each probe.
+    pub timeout: Duration,
+    pub metrics: Arc<RouteMetrics>,
     pub path: PathAndQuery,
     pub schedule: Schedule,
 }
@@ -50,23 +53,6 @@ impl Schedule {
     }
 }
 
-/// What a probe learned: an HTTP status, or the network fault that prevented one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ProbeResult {
-    pub status: Option<u16>,
-    pub error_kind: Option<ErrorKind>,
-    /// Why the TLS handshake failed, when `error_kind` is `tls`: the circuit stays open on
-    /// a certificate problem, and `probe_failed` events say which.
-    pub tls_detail: Option<TlsDetail>,
-}
-
-impl ProbeResult {
-    /// Any HTTP answer below 500 means the upstream is back.
-    pub fn is_ok(&self) -> bool {
-        self.status.is_some_and(|s| s < 500)
-    }
-}
-
 /// Runs one probe loop per target until shutdown; returns when every loop has ended
 /// (waiting probes cancelled, in-flight ones finished).
 pub(crate) async fn run(
@@ -78,20 +64,20 @@ pub(crate) async fn run(
     let permits = Arc::new(Semaphore::new(max_concurrent.max(1)));
     let mut loops = JoinSet::new();
     for target in targets {
-        let route = Arc::clone(&target.route);
-        let path = target.path.clone();
+        let upstream = Arc::clone(&target.upstream);
+        let (path, timeout) = (target.path.clone(), target.timeout);
         let looped = LoopTarget {
             health: target.health,
             role: target.role,
-            metrics: target.route.metrics_handle(),
+            metrics: target.metrics,
             schedule: target.schedule,
         };
         loops.spawn(probe_loop(
             looped,
             move || {
-                let route = Arc::clone(&route);
+                let upstream = Arc::clone(&upstream);
                 let path = path.clone();
-                async move { route.probe(path).await }
+                async move { upstream.probe(path, timeout).await }
             },
             Arc::clone(&permits),
             opened.clone(),

@@ -13,14 +13,12 @@ use http::HeaderMap;
 use tokio::time::Instant;
 use warden_config::{ErrorKind, Role, TlsDetail, Verdict};
 use warden_health::{GrantType, TokenOutcome, UpstreamOutcome};
-use warden_policy::{Decision, Event, Observation, RuleRef};
+use warden_policy::{Decision, Event, Observation, Policy, RuleRef};
 
-use crate::attempt::{RequestInfo, ResponseHeaders};
-use crate::coalesce::Exchanged;
 use crate::health::ConnHealth;
-use crate::metrics::{Outcome, ToolResult};
+use crate::metrics::{Outcome, RouteMetrics, ToolResult};
 use crate::observe::jsonrpc::{self, JsonRpcSseWatcher, MessageFacts};
-use crate::service::RouteCtx;
+use crate::request::{RequestInfo, ResponseHeaders};
 
 /// How much of one MCP JSON body or one SSE event is kept to look at; larger ones pass
 /// unread, so a hostile upstream cannot make warden hold its stream.
@@ -92,6 +90,27 @@ impl Pending {
     }
 }
 
+/// The upstream exchange behind an answer, for the access log.
+#[derive(Debug, Clone)]
+pub(crate) struct Exchanged {
+    pub attempts: u32,
+    pub upstream_seconds: f64,
+    pub rule: Option<RuleRef>,
+}
+
+/// What the record stage needs of its route: the route builds it once per version of its
+/// settings.
+pub(crate) struct Recorder {
+    pub connection: String,
+    pub role: Role,
+    pub metrics: Arc<RouteMetrics>,
+    pub policy: Arc<Policy>,
+    /// Whether any rule reads answer bodies (`jsonrpc_error`, `mcp_tool_error`).
+    pub body_rules: bool,
+    /// `log.access`, and the target not filtered out.
+    pub access_log: bool,
+}
+
 /// Which answers of an MCP exchange are `tools/call` results.
 pub(crate) enum ToolCalls {
     /// The request was read and holds no `tools/call`.
@@ -160,7 +179,7 @@ pub(crate) enum End {
 
 /// Everything recorded when one request's answer ends.
 pub(crate) struct Finish {
-    ctx: Arc<RouteCtx>,
+    ctx: Arc<Recorder>,
     info: Arc<RequestInfo>,
     start: Instant,
     /// The upstream exchange behind the answer, for the access log.
@@ -187,7 +206,7 @@ pub(crate) struct Finish {
 
 impl Finish {
     pub fn new(
-        ctx: Arc<RouteCtx>,
+        ctx: Arc<Recorder>,
         info: Arc<RequestInfo>,
         start: Instant,
         status: u16,
@@ -216,7 +235,7 @@ impl Finish {
 
     /// Looks at an MCP answer's body for JSON-RPC errors and tool results.
     pub fn watch(mut self, watch: Watch, head: &http::response::Parts, tools: ToolCalls) -> Self {
-        if self.ctx.body_rules() {
+        if self.ctx.body_rules {
             self.response_headers = Some(head.headers.clone());
         }
         self.watch = Some(watch);
@@ -356,10 +375,10 @@ impl Finish {
     /// Classifies the answer with one body fact; only a rule that reads bodies
     /// (`jsonrpc_error`, `mcp_tool_error`) gives a body-level verdict.
     fn classify_body(&mut self, label: &'static str, fact: impl FnOnce(&mut Observation<'_>)) {
-        if !self.ctx.body_rules() {
+        if !self.ctx.body_rules {
             return;
         }
-        let policy = self.ctx.policy();
+        let policy = &self.ctx.policy;
         let response_headers = ResponseHeaders(self.response_headers.as_ref());
         let mut obs = Observation::new(
             self.ctx.role,

@@ -221,7 +221,9 @@ impl Proxy {
             probes.push(ProbeTarget {
                 health: conn_health,
                 role: route.role,
-                route: Arc::clone(&ctx),
+                upstream: ctx.upstream(),
+                timeout: route.timeouts.request,
+                metrics: ctx.metrics_handle(),
                 path: PathAndQuery::from_maybe_shared(route.circuit.probe.path.clone())
                     .unwrap_or_else(|_| PathAndQuery::from_static("/")),
                 schedule: Schedule {

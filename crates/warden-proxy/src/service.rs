@@ -19,18 +19,19 @@ use warden_health::{Gate, GateRequest};
 use warden_policy::Policy;
 
 use crate::access;
-use crate::attempt::{AttemptResult, AttemptService, RequestInfo, WatchedHeaders};
+use crate::attempt::{AttemptResult, AttemptService, Attempter};
 use crate::body::{Prefixed, RequestBody, ResponseBody};
-use crate::coalesce::{self, Coalescer, Exchanged, Joined, LeaderAnswer, Shared};
+use crate::coalesce::{self, Coalescer, Joined, LeaderAnswer, Shared};
 use crate::exchange::{self, TOKEN_BODY_LIMIT};
 use crate::headers::{self, X_FORWARDED_PROTO};
 use crate::health::ConnHealth;
 use crate::local::LocalError;
 use crate::metrics::{Outcome, RouteMetrics};
-use crate::record::{Finish, ToolCalls, Watch};
+use crate::record::{Finish, Recorder, ToolCalls, Watch};
+use crate::request::{RequestInfo, WatchedHeaders};
 use crate::retry::{Attempt, AttemptBody, RetryOutcome, RetryPolicy, RetrySlots, RouteRetry};
 use crate::short_circuit;
-use crate::upstream::{self, UpstreamClient};
+use crate::upstream::UpstreamClient;
 
 /// The compiled policy and what the data plane derives from it, shared by every route.
 pub struct Classifier {
@@ -67,6 +68,10 @@ pub struct RouteCtx {
     coalescer: Arc<Coalescer>,
     /// `log.access`: one line per request.
     pub(crate) access_log: bool,
+    /// The record stage's view of this route.
+    recorder: Arc<Recorder>,
+    /// The attempt stage's view of this route.
+    attempter: Arc<Attempter>,
     /// What the upstream client was built from: a reload that keeps these keeps the
     /// client and its pooled connections.
     upstream_settings: (warden_config::Upstream, warden_config::Tls, Duration),
@@ -87,7 +92,28 @@ impl RouteCtx {
             warden_config::Scheme::Http => Scheme::HTTP,
             warden_config::Scheme::Https => Scheme::HTTPS,
         };
+        // Off in the config, or filtered out of the log (`RUST_LOG=warn`): then no request
+        // id is made either, and the access path costs nothing.
+        let access_log =
+            config.log.access && tracing::enabled!(target: "warden::access", tracing::Level::INFO);
+        let metrics = Arc::new(RouteMetrics::new(&connection.name, route.role));
         RouteCtx {
+            attempter: Arc::new(Attempter {
+                connection: connection.name.clone(),
+                role: route.role,
+                client: Arc::clone(&client),
+                policy: Arc::clone(&classifier.policy),
+                metrics: Arc::clone(&metrics),
+                health: Arc::clone(&health),
+            }),
+            recorder: Arc::new(Recorder {
+                connection: connection.name.clone(),
+                role: route.role,
+                metrics: Arc::clone(&metrics),
+                policy: Arc::clone(&classifier.policy),
+                body_rules: classifier.body_rules,
+                access_log,
+            }),
             connection: connection.name.clone(),
             role: route.role,
             listen: route.listen,
@@ -101,7 +127,7 @@ impl RouteCtx {
             policy: Arc::clone(&classifier.policy),
             body_rules: classifier.body_rules,
             watched_request_headers: Arc::clone(&classifier.watched_request_headers),
-            metrics: Arc::new(RouteMetrics::new(&connection.name, route.role)),
+            metrics,
             health,
             retry: Arc::new(RouteRetry::new(
                 &connection.name,
@@ -110,10 +136,7 @@ impl RouteCtx {
                 retry_slots,
             )),
             coalescer: Arc::default(),
-            // Off in the config, or filtered out of the log (`RUST_LOG=warn`): then no
-            // request id is made either, and the access path costs nothing.
-            access_log: config.log.access
-                && tracing::enabled!(target: "warden::access", tracing::Level::INFO),
+            access_log,
             upstream_settings: upstream_settings(route),
         }
     }
@@ -124,6 +147,22 @@ impl RouteCtx {
     pub(crate) fn inherit(mut self, previous: &RouteCtx) -> Self {
         self.coalescer = Arc::clone(&previous.coalescer);
         self.metrics = Arc::clone(&previous.metrics);
+        self.attempter = Arc::new(Attempter {
+            connection: self.connection.clone(),
+            role: self.role,
+            client: Arc::clone(&self.client),
+            policy: Arc::clone(&self.policy),
+            metrics: Arc::clone(&self.metrics),
+            health: Arc::clone(&self.health),
+        });
+        self.recorder = Arc::new(Recorder {
+            connection: self.connection.clone(),
+            role: self.role,
+            metrics: Arc::clone(&self.metrics),
+            policy: Arc::clone(&self.policy),
+            body_rules: self.body_rules,
+            access_log: self.access_log,
+        });
         let retry = Arc::try_unwrap(self.retry);
         self.retry = match retry {
             Ok(retry) => Arc::new(retry.inherit(&previous.retry)),
@@ -238,7 +277,7 @@ impl RouteCtx {
                     .await;
                 let verdict = result.verdict();
                 let pending = result.pending.take();
-                let exchange = Some(Exchanged::of(&result));
+                let exchange = Some(result.exchanged());
                 let response = match result.outcome {
                     Ok((resp, _)) => resp,
                     Err(local) => local.response(&self.connection, self.role),
@@ -254,7 +293,7 @@ impl RouteCtx {
         let from_upstream = answer.pending.is_some();
         let (parts, body) = answer.response.into_parts();
         let mut finish = Finish::new(
-            Arc::clone(&self),
+            Arc::clone(&self.recorder),
             info,
             start,
             parts.status.as_u16(),
@@ -366,7 +405,7 @@ impl RouteCtx {
             deadline,
         );
         let attempts = AttemptService {
-            ctx: Arc::clone(self),
+            ctx: Arc::clone(&self.attempter),
             info,
             deadline,
         };
@@ -514,40 +553,9 @@ impl RouteCtx {
         Arc::clone(&self.metrics)
     }
 
-    /// A recovery probe: `GET path` to the upstream, bounded by `timeouts.request`; only
-    /// the status matters and the body is dropped unread.
-    pub(crate) async fn probe(&self, path: PathAndQuery) -> crate::prober::ProbeResult {
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(self.scheme.clone());
-        uri.authority = Some(self.authority.clone());
-        uri.path_and_query = Some(path);
-        let Ok(uri) = Uri::from_parts(uri) else {
-            return crate::prober::ProbeResult {
-                status: None,
-                error_kind: Some(ErrorKind::Connect),
-                tls_detail: None,
-            };
-        };
-        let mut req = Request::new(RequestBody::empty());
-        *req.uri_mut() = uri;
-        req.headers_mut().insert(
-            header::USER_AGENT,
-            HeaderValue::from_static(concat!("warden-probe/", env!("CARGO_PKG_VERSION"))),
-        );
-        let (status, error_kind, tls_detail) =
-            match tokio::time::timeout(self.request_timeout, self.client.send(req)).await {
-                Err(_) => (None, Some(ErrorKind::Timeout), None),
-                Ok(Ok(resp)) => (Some(resp.status().as_u16()), None, None),
-                Ok(Err(err)) => {
-                    let (kind, tls) = upstream::fault(&err);
-                    (None, Some(kind), tls)
-                }
-            };
-        crate::prober::ProbeResult {
-            status,
-            error_kind,
-            tls_detail,
-        }
+    /// The route's upstream client, which the prober probes with.
+    pub(crate) fn upstream(&self) -> UpstreamClient {
+        Arc::clone(&self.client)
     }
 
     /// MCP answers carry JSON-RPC messages as one JSON body or as an event stream; both are
@@ -565,14 +573,6 @@ impl RouteCtx {
         } else {
             None
         }
-    }
-
-    pub(crate) fn body_rules(&self) -> bool {
-        self.body_rules
-    }
-
-    pub(crate) fn policy(&self) -> &Policy {
-        &self.policy
     }
 
     /// Refuses what a reverse proxy for one upstream must not carry, before any upstream work.

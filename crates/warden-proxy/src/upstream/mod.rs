@@ -7,7 +7,11 @@ use std::error::Error as StdError;
 use std::io;
 use std::sync::Arc;
 
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Uri, header};
 use warden_config::{ErrorKind, Route, TlsDetail};
+
+use crate::body::RequestBody;
 
 pub use pool::{SendError, Upstream};
 
@@ -15,12 +19,67 @@ use crate::tls::TlsError;
 
 pub type UpstreamClient = Arc<Upstream>;
 
+/// What a probe learned: an HTTP status, or the network fault that prevented one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeResult {
+    pub status: Option<u16>,
+    pub error_kind: Option<ErrorKind>,
+    /// Why the TLS handshake failed, when `error_kind` is `tls`: the circuit stays open on
+    /// a certificate problem, and `probe_failed` events say which.
+    pub tls_detail: Option<TlsDetail>,
+}
+
+impl ProbeResult {
+    /// Any HTTP answer below 500 means the upstream is back.
+    pub fn is_ok(&self) -> bool {
+        self.status.is_some_and(|s| s < 500)
+    }
+}
+
 /// The connections of `route`, keeping at most `max_idle` idle HTTP/1.1 connections, with
 /// a sweeper that closes those idle past the timeout.
 pub fn client(route: &Route, max_idle: usize) -> Result<UpstreamClient, TlsError> {
     let upstream = Upstream::new(route, max_idle)?;
     pool::sweep(&upstream);
     Ok(upstream)
+}
+
+impl Upstream {
+    /// A recovery probe: `GET path`, bounded by `timeout`; only the status matters and
+    /// the body is dropped unread.
+    pub async fn probe(&self, path: PathAndQuery, timeout: std::time::Duration) -> ProbeResult {
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme());
+        uri.authority = Some(self.authority().clone());
+        uri.path_and_query = Some(path);
+        let Ok(uri) = Uri::from_parts(uri) else {
+            return ProbeResult {
+                status: None,
+                error_kind: Some(ErrorKind::Connect),
+                tls_detail: None,
+            };
+        };
+        let mut req = Request::new(RequestBody::empty());
+        *req.uri_mut() = uri;
+        req.headers_mut().insert(
+            header::USER_AGENT,
+            HeaderValue::from_static(concat!("warden-probe/", env!("CARGO_PKG_VERSION"))),
+        );
+        let (status, error_kind, tls_detail) =
+            match tokio::time::timeout(timeout, self.send(req)).await {
+                Err(_) => (None, Some(ErrorKind::Timeout), None),
+                Ok(Ok(resp)) => (Some(resp.status().as_u16()), None, None),
+                Ok(Err(err)) => {
+                    let (kind, tls) = fault(&err);
+                    (None, Some(kind), tls)
+                }
+            };
+        ProbeResult {
+            status,
+            error_kind,
+            tls_detail,
+        }
+    }
 }
 
 /// Names the network fault behind a failed exchange: the stage it failed in, then its

@@ -116,6 +116,20 @@ impl Upstream {
         }))
     }
 
+    /// `http` or `https`.
+    pub fn scheme(&self) -> http::uri::Scheme {
+        if self.tls.is_some() {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        }
+    }
+
+    /// `host[:port]` as the config wrote it.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
     /// The most idle HTTP/1.1 connections kept.
     pub fn max_idle(&self) -> usize {
         self.max_idle
