@@ -537,12 +537,17 @@ async fn serve_client(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let first = tokio::select! {
-        first = tokio::time::timeout(idle, stream.readable()) => first,
+        first = tokio::time::timeout(idle, warden_net::first_byte(&stream)) => first,
         _ = stopped(&mut shutdown) => return,
     };
-    if first.is_err() {
-        tracing::debug!(%peer, ?idle, "closing a client connection that sent nothing");
-        return;
+    match first {
+        Ok(Ok(true)) => {}
+        // Closed or failed before its first byte: nothing to serve.
+        Ok(Ok(false) | Err(_)) => return,
+        Err(_) => {
+            tracing::debug!(%peer, ?idle, "closing a client connection that sent nothing");
+            return;
+        }
     }
     Box::pin(serve_http(stream, peer, ctx, http, idle, shutdown)).await;
 }
