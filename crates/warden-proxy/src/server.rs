@@ -485,10 +485,10 @@ async fn accept_loop(
     };
     let mut backoff = AcceptBackoff::default();
     loop {
-        let permit = tokio::select! {
+        let slot = tokio::select! {
             biased;
             _ = stopped(&mut stop) => return,
-            permit = accepting.connections.acquire(&name) => permit,
+            slot = accepting.connections.acquire(&name) => slot,
         };
         let accepted = tokio::select! {
             biased;
@@ -501,7 +501,7 @@ async fn accept_loop(
                 pair
             }
             Err(err) => {
-                drop(permit);
+                drop(slot);
                 tokio::select! {
                     biased;
                     _ = stopped(&mut stop) => return,
@@ -509,6 +509,7 @@ async fn accept_loop(
                 }
             }
         };
+        let permit = slot.connected();
         let _ = stream.set_nodelay(true);
         let idle = Duration::from_millis(accepting.client_idle.load(Ordering::Relaxed));
         let ctx = Arc::clone(&accepting.ctx);
