@@ -201,3 +201,43 @@ async fn a_stalled_tls_handshake_is_bounded_by_the_connect_timeout() {
     );
     holder.abort();
 }
+
+#[tokio::test]
+async fn client_connections_are_counted_in_a_gauge() {
+    let up = Upstream::recording(200, "{}").await;
+    let warden = Warden::start(&one_route("mcp", &up.url(), ""));
+    let addr = warden.route("t", "mcp");
+    let metrics = format!("http://{}/metrics", warden.admin);
+    let gauge = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("warden_client_connections "))
+            .map(|v| v.trim().parse::<f64>().expect("a number"))
+    };
+    // Held open, with one request served on it so it is surely accepted.
+    let mut held = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut held, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 512];
+    let n = tokio::io::AsyncReadExt::read(&mut held, &mut buf)
+        .await
+        .expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    support::eventually("the gauge counts the open connection", || {
+        let metrics = metrics.clone();
+        async move {
+            let text = get(&http_client(), &metrics).await.text();
+            gauge(&text) == Some(1.0)
+        }
+    })
+    .await;
+    drop(held);
+    support::eventually("the gauge drops when it closes", || {
+        let metrics = metrics.clone();
+        async move {
+            let text = get(&http_client(), &metrics).await.text();
+            gauge(&text) == Some(0.0)
+        }
+    })
+    .await;
+}

@@ -12,6 +12,6 @@ mod warn;
 
 pub use accept::{AcceptBackoff, is_per_connection};
 pub use idle::{Activity, ActivityGuard, Tracked, TrackedBody, serve};
-pub use limit::{ConnectionLimit, ConnectionPermit};
-pub use listen::{backlog, listen};
+pub use limit::{ConnectionLimit, ConnectionPermit, Slot};
+pub use listen::{backlog, first_byte, listen};
 pub use warn::WarnEvery;

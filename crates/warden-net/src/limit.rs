@@ -18,7 +18,25 @@ pub struct ConnectionLimit {
     warn: WarnEvery,
 }
 
-/// One held slot; the connection's task keeps it until the socket is closed.
+/// A slot taken before `accept`: not yet a connection, so not yet counted.
+pub struct Slot {
+    slot: OwnedSemaphorePermit,
+    gauge: metrics::Gauge,
+}
+
+impl Slot {
+    /// The slot now holds an accepted connection: counted until the permit is dropped.
+    pub fn connected(self) -> ConnectionPermit {
+        self.gauge.increment(1.0);
+        ConnectionPermit {
+            _slot: self.slot,
+            gauge: self.gauge,
+        }
+    }
+}
+
+/// One held slot with its connection; the connection's task keeps it until the socket is
+/// closed.
 pub struct ConnectionPermit {
     _slot: OwnedSemaphorePermit,
     gauge: metrics::Gauge,
@@ -44,7 +62,7 @@ impl ConnectionLimit {
 
     /// Waits for a free slot. When none is free, says so (once per 10 s at most), naming
     /// `listener`, the listener that had to stop accepting.
-    pub async fn acquire(&self, listener: &str) -> ConnectionPermit {
+    pub async fn acquire(&self, listener: &str) -> Slot {
         let slot = match Arc::clone(&self.slots).try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
@@ -63,9 +81,8 @@ impl ConnectionLimit {
                     .expect("the connection semaphore is never closed")
             }
         };
-        self.gauge.increment(1.0);
-        ConnectionPermit {
-            _slot: slot,
+        Slot {
+            slot,
             gauge: self.gauge.clone(),
         }
     }

@@ -49,3 +49,43 @@ mod tests {
         listener.accept().await.unwrap();
     }
 }
+
+/// Waits until the peer has sent a byte (`Ok(true)`) or closed (`Ok(false)`), reading
+/// nothing. `readable()` alone is no such wait: tokio reports a newly registered socket
+/// ready until a read says otherwise, so a silent peer would pass it at once.
+pub async fn first_byte(stream: &tokio::net::TcpStream) -> io::Result<bool> {
+    let mut byte = [0u8; 1];
+    Ok(stream.peek(&mut byte).await? == 1)
+}
+
+#[cfg(test)]
+mod first_byte_tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt as _;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waits_for_a_byte_from_a_silent_peer() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        // Real time, briefly: a silent peer is still silent after 200 ms.
+        let early = tokio::time::timeout(Duration::from_millis(200), first_byte(&server)).await;
+        assert!(early.is_err(), "returned for a silent peer: {early:?}");
+        client.write_all(b"G").await.unwrap();
+        assert!(first_byte(&server).await.unwrap());
+        drop(client);
+        let (server2, client2) = {
+            let c = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            (listener.accept().await.unwrap().0, c)
+        };
+        drop(client2);
+        assert!(!first_byte(&server2).await.unwrap(), "EOF is not a byte");
+    }
+}

@@ -514,10 +514,10 @@ async fn accept_loop(
     };
     let mut backoff = AcceptBackoff::default();
     loop {
-        let permit = tokio::select! {
+        let slot = tokio::select! {
             biased;
             _ = stopped(&mut stop) => return,
-            permit = accepting.connections.acquire(&name) => permit,
+            slot = accepting.connections.acquire(&name) => slot,
         };
         let accepted = tokio::select! {
             biased;
@@ -530,7 +530,7 @@ async fn accept_loop(
                 pair
             }
             Err(err) => {
-                drop(permit);
+                drop(slot);
                 tokio::select! {
                     biased;
                     _ = stopped(&mut stop) => return,
@@ -538,6 +538,7 @@ async fn accept_loop(
                 }
             }
         };
+        let permit = slot.connected();
         let _ = stream.set_nodelay(true);
         let idle = Duration::from_millis(accepting.client_idle.load(Ordering::Relaxed));
         let ctx = Arc::clone(&accepting.ctx);
@@ -566,12 +567,17 @@ async fn serve_client(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let first = tokio::select! {
-        first = tokio::time::timeout(idle, stream.readable()) => first,
+        first = tokio::time::timeout(idle, warden_net::first_byte(&stream)) => first,
         _ = stopped(&mut shutdown) => return,
     };
-    if first.is_err() {
-        tracing::debug!(%peer, ?idle, "closing a client connection that sent nothing");
-        return;
+    match first {
+        Ok(Ok(true)) => {}
+        // Closed or failed before its first byte: nothing to serve.
+        Ok(Ok(false) | Err(_)) => return,
+        Err(_) => {
+            tracing::debug!(%peer, ?idle, "closing a client connection that sent nothing");
+            return;
+        }
     }
     Box::pin(serve_http(stream, peer, ctx, http, idle, shutdown)).await;
 }
