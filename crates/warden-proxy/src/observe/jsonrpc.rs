@@ -11,6 +11,9 @@
 //! an error object" rather than a parse failure.
 
 use std::fmt;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -99,7 +102,7 @@ pub fn messages(json: &[u8], every_result: bool, out: &mut impl FnMut(MessageFac
 /// empty when it holds none or does not parse. Only bodies that mention `tools/call` are
 /// parsed at all.
 pub fn tool_call_ids(json: &[u8]) -> Vec<serde_json::Value> {
-    if memchr::memmem::find(json, b"tools/call").is_none() {
+    if TOOLS_CALL.find(json).is_none() {
         return Vec::new();
     }
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(json) else {
@@ -125,11 +128,18 @@ pub fn tool_call_ids(json: &[u8]) -> Vec<serde_json::Value> {
 /// `json.dumps` output still takes the fast path. False positives (`"error"` as a string
 /// value, a literal `\\u0065`) only cost the full parse.
 fn may_contain_error_member(json: &[u8]) -> bool {
-    memchr::memmem::find(json, b"\"error\"").is_some()
-        || memchr::memmem::find(json, b"\"isError\"").is_some()
-        || memchr::memmem::find_iter(json, b"\\u00")
+    ERROR.find(json).is_some()
+        || IS_ERROR.find(json).is_some()
+        || ESCAPE
+            .find_iter(json)
             .any(|at| matches!(json.get(at + 4), Some(b'4' | b'5' | b'6' | b'7')))
 }
+
+// Searchers are built once: building one per document cost more than the search.
+static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+static IS_ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"isError\""));
+static ESCAPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\\u00"));
+static TOOLS_CALL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"tools/call"));
 
 /// Feeds an SSE body to an [`SseObserver`] and reports the JSON-RPC error codes in its events.
 ///

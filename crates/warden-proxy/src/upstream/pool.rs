@@ -152,7 +152,7 @@ impl Upstream {
             return match h2.ready().await {
                 Ok(()) => h2.send_request(req).await.map_err(SendError::Exchange),
                 // The shared connection closed meanwhile: a new one replaces it.
-                Err(_) => self.send_fresh(req).await,
+                Err(_) => Box::pin(self.send_fresh(req)).await,
             };
         }
         if let Some(mut sender) = self.checkout() {
@@ -165,12 +165,14 @@ impl Upstream {
                 // The connection went away before the request was written (a keep-alive
                 // race with the upstream): a new connection gets it.
                 Err(mut err) => match err.take_message() {
-                    Some(req) => return self.send_fresh(req).await,
+                    Some(req) => return Box::pin(self.send_fresh(req)).await,
                     None => return Err(SendError::Exchange(err.into_error())),
                 },
             }
         }
-        self.send_fresh(req).await
+        // Boxed: the connect path (DNS, TCP, TLS, handshake) is the cold one, and inline it
+        // would make every request's future ~12 KB, moved into its box on every request.
+        Box::pin(self.send_fresh(req)).await
     }
 
     /// Sends on a new connection.
