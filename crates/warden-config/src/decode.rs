@@ -449,32 +449,32 @@ fn describe(value: &Value) -> String {
 
 /// Rewrites serde's messages (written for Rust types) in proxy.yaml's terms.
 fn humanize(message: &str) -> String {
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some((key, expected)) = rest.split_once('`') {
-            return unknown_key_message(key, &backticked(expected));
-        }
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((key, expected)) = rest.split_once('`')
+    {
+        return unknown_key_message(key, &backticked(expected));
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let key = rest.trim_end_matches('`');
         return format!("missing required key `{key}`");
     }
-    if let Some(rest) = message.strip_prefix("unknown variant `") {
-        if let Some((value, expected)) = rest.split_once('`') {
-            return format!(
-                "unknown value `{value}` (expected one of: {})",
-                backticked(expected).join(", ")
-            );
-        }
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((value, expected)) = rest.split_once('`')
+    {
+        return format!(
+            "unknown value `{value}` (expected one of: {})",
+            backticked(expected).join(", ")
+        );
     }
     for prefix in ["invalid type: ", "invalid value: "] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            if let Some((found, expected)) = rest.rsplit_once(", expected ") {
-                return format!(
-                    "expected {}, found {}",
-                    expected_in_yaml(expected),
-                    found_in_yaml(found)
-                );
-            }
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((found, expected)) = rest.rsplit_once(", expected ")
+        {
+            return format!(
+                "expected {}, found {}",
+                expected_in_yaml(expected),
+                found_in_yaml(found)
+            );
         }
     }
     if message.starts_with("invalid length") && message.contains("expected struct") {

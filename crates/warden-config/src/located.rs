@@ -55,10 +55,10 @@ impl Index {
 
 /// `a.b[2]` → `a.b`, `a.b` → `a`, `a` → ``.
 fn parent(path: &str) -> &str {
-    if path.ends_with(']') {
-        if let Some(i) = path.rfind('[') {
-            return &path[..i];
-        }
+    if path.ends_with(']')
+        && let Some(i) = path.rfind('[')
+    {
+        return &path[..i];
     }
     path.rfind('.').map_or("", |i| &path[..i])
 }

@@ -62,13 +62,13 @@ fn when(raw: &RawWhen, path: &str, diags: &mut Diags) -> When {
             .collect()
     });
 
-    if let Some(prefix) = &raw.path_prefix {
-        if !prefix.starts_with('/') {
-            diags.error(
-                at("path_prefix"),
-                format!("`{prefix}` can never match: request paths start with `/`"),
-            );
-        }
+    if let Some(prefix) = &raw.path_prefix
+        && !prefix.starts_with('/')
+    {
+        diags.error(
+            at("path_prefix"),
+            format!("`{prefix}` can never match: request paths start with `/`"),
+        );
     }
 
     let status = raw.status.as_ref().map(|s| {

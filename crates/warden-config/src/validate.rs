@@ -18,13 +18,13 @@ use crate::{DEFAULT_EVENTS_PER_CONNECTION, rules};
 
 /// The config, or `None` with every problem in `diags`.
 pub(crate) fn validate(decoded: &Decoded, diags: &mut Diags) -> Option<Config> {
-    if let Part::Present(version) = decoded.version {
-        if version != 1 {
-            diags.error(
-                "version",
-                format!("unsupported version {version}: this warden reads version 1"),
-            );
-        }
+    if let Part::Present(version) = decoded.version
+        && version != 1
+    {
+        diags.error(
+            "version",
+            format!("unsupported version {version}: this warden reads version 1"),
+        );
     }
     let (admin, admin_listener) = admin(decoded, diags);
     let limits = limits(decoded.limits.get(), diags);

@@ -32,7 +32,7 @@ async fn upstream() -> SocketAddr {
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let fail = req.uri().path() == "/flaky"
-                        && flaky.fetch_add(1, Ordering::Relaxed) % 2 == 0;
+                        && flaky.fetch_add(1, Ordering::Relaxed).is_multiple_of(2);
                     async move {
                         let mut resp =
                             Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));

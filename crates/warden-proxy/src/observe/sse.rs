@@ -178,12 +178,12 @@ impl SseObserver {
     /// Splits a chunk (BOM already handled) into lines and processes them.
     fn scan(&mut self, chunk: &[u8], on_data: &mut impl FnMut(&[u8])) {
         let mut pos = 0;
-        if self.pending_cr {
-            if let Some(&first) = chunk.first() {
-                self.pending_cr = false;
-                if first == b'\n' {
-                    pos = 1;
-                }
+        if self.pending_cr
+            && let Some(&first) = chunk.first()
+        {
+            self.pending_cr = false;
+            if first == b'\n' {
+                pos = 1;
             }
         }
         // The current event's single data line, still in `chunk` (see the module notes).
