@@ -25,7 +25,7 @@ pub struct RunArgs {
     #[arg(long, requires = "upstream")]
     listen: Option<SocketAddr>,
 
-    /// Zero-config mode: the upstream origin, http(s)://host[:port].
+    /// Zero-config mode: the upstream origin, `http(s)://host[:port]`.
     #[arg(long, requires = "listen")]
     upstream: Option<String>,
 
