@@ -132,7 +132,7 @@ async fn reload(r: &Reloader, path: &std::path::Path, outcomes: &Outcomes) {
             shown.admin = r.admin.clone();
             *r.effective.lock().unwrap_or_else(|p| p.into_inner()) =
                 warden_config::effective_json(&shown);
-            super::run::log_listening(&config, &report.added);
+            log_listening(&config, &report.added);
             for gone in &report.removed {
                 tracing::info!(connection = %gone.connection, role = %gone.role, addr = %gone.addr, "listener closed");
             }
@@ -177,4 +177,24 @@ fn fingerprint(path: &std::path::Path) -> Option<Fingerprint> {
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// One `listening` line per route: operators read them, and so do the tests, to learn the
+/// ports the OS picked.
+pub(crate) fn log_listening(config: &warden_config::Config, bound: &[warden_proxy::BoundRoute]) {
+    for (conn, route) in config.routes() {
+        let Some(b) = bound
+            .iter()
+            .find(|b| b.connection == conn.name && b.role == route.role)
+        else {
+            continue;
+        };
+        tracing::info!(
+            connection = %b.connection,
+            role = %b.role,
+            addr = %b.addr,
+            upstream = %route.upstream,
+            "listening"
+        );
+    }
 }

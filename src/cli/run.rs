@@ -118,7 +118,7 @@ async fn serve(config: Config, watched: Option<reload::Watched>) -> anyhow::Resu
     // kill the process with the default disposition.
     let signals = Signals::install()?;
     let running = launch(&config).await?;
-    log_listening(&config, &running.proxy.bound().await);
+    reload::log_listening(&config, &running.proxy.bound().await);
     for warning in warden_config::warnings(&config) {
         tracing::warn!(key = %warning.path, message = %warning.message, "config warning");
     }
@@ -221,26 +221,6 @@ impl Running {
         if drained {
             tracing::info!("drained; exiting");
         }
-    }
-}
-
-/// One `listening` line per route: operators read them, and so do the tests, to learn the
-/// ports the OS picked.
-pub(crate) fn log_listening(config: &Config, bound: &[warden_proxy::BoundRoute]) {
-    for (conn, route) in config.routes() {
-        let Some(b) = bound
-            .iter()
-            .find(|b| b.connection == conn.name && b.role == route.role)
-        else {
-            continue;
-        };
-        tracing::info!(
-            connection = %b.connection,
-            role = %b.role,
-            addr = %b.addr,
-            upstream = %route.upstream,
-            "listening"
-        );
     }
 }
 

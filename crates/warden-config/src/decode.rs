@@ -235,15 +235,7 @@ pub(crate) fn item_as<T: for<'v> Deserialize<'v>>(
             Ok(v) => return (!mended).then_some(v),
             Err(err) => err,
         };
-        let segments: Vec<Seg> = err
-            .path()
-            .iter()
-            .filter_map(|segment| match segment {
-                Segment::Seq { index } => Some(Seg::Index(*index)),
-                Segment::Map { key } => Some(Seg::Key(key.clone())),
-                Segment::Enum { .. } | Segment::Unknown => None,
-            })
-            .collect();
+        let segments = segments_of(err.path());
         let message = humanize(&err.into_inner().to_string());
         if removed_required_key(&message, &segments, &removed) {
             return None;
@@ -299,18 +291,7 @@ fn stand_in<T: for<'v> Deserialize<'v>>(root: &mut Value, segments: &[Seg], mess
         }
         let fixed = match serde_path_to_error::deserialize::<_, T>(Strict(&trial)) {
             Ok(_) => true,
-            Err(err) => {
-                let at: Vec<Seg> = err
-                    .path()
-                    .iter()
-                    .filter_map(|segment| match segment {
-                        Segment::Seq { index } => Some(Seg::Index(*index)),
-                        Segment::Map { key } => Some(Seg::Key(key.clone())),
-                        Segment::Enum { .. } | Segment::Unknown => None,
-                    })
-                    .collect();
-                at != segments
-            }
+            Err(err) => segments_of(err.path()) != segments,
         };
         if fixed {
             *root = trial;
@@ -322,20 +303,26 @@ fn stand_in<T: for<'v> Deserialize<'v>>(root: &mut Value, segments: &[Seg], mess
 
 /// Replaces the value at `segments`; false when there is none.
 fn set_at(root: &mut Value, segments: &[Seg], new: Value) -> bool {
+    match value_at(root, segments) {
+        Some(cur) => {
+            *cur = new;
+            true
+        }
+        None => false,
+    }
+}
+
+/// The value at `segments` inside `root`.
+fn value_at<'v>(root: &'v mut Value, segments: &[Seg]) -> Option<&'v mut Value> {
     let mut cur = root;
     for segment in segments {
-        let next = match (segment, cur) {
-            (Seg::Key(k), Value::Object(map)) => map.get_mut(k),
-            (Seg::Index(i), Value::Array(items)) => items.get_mut(*i),
-            _ => None,
+        cur = match (segment, cur) {
+            (Seg::Key(k), Value::Object(map)) => map.get_mut(k)?,
+            (Seg::Index(i), Value::Array(items)) => items.get_mut(*i)?,
+            _ => return None,
         };
-        let Some(next) = next else {
-            return false;
-        };
-        cur = next;
     }
-    *cur = new;
-    true
+    Some(cur)
 }
 
 /// One step of a key path inside an item.
@@ -343,6 +330,18 @@ fn set_at(root: &mut Value, segments: &[Seg], new: Value) -> bool {
 enum Seg {
     Key(String),
     Index(usize),
+}
+
+/// The keys and indices of a serde error's path (enum and unknown steps name nothing in
+/// the file).
+fn segments_of(path: &serde_path_to_error::Path) -> Vec<Seg> {
+    path.iter()
+        .filter_map(|segment| match segment {
+            Segment::Seq { index } => Some(Seg::Index(*index)),
+            Segment::Map { key } => Some(Seg::Key(key.clone())),
+            Segment::Enum { .. } | Segment::Unknown => None,
+        })
+        .collect()
 }
 
 /// Whether `message` says a key is missing that an earlier round took out.
@@ -368,18 +367,9 @@ fn remove_at(root: &mut Value, segments: &[Seg]) -> bool {
     let Some((last, parents)) = segments.split_last() else {
         return false;
     };
-    let mut cur = root;
-    for segment in parents {
-        let next = match (segment, cur) {
-            (Seg::Key(k), Value::Object(map)) => map.get_mut(k),
-            (Seg::Index(i), Value::Array(items)) => items.get_mut(*i),
-            _ => None,
-        };
-        let Some(next) = next else {
-            return false;
-        };
-        cur = next;
-    }
+    let Some(cur) = value_at(root, parents) else {
+        return false;
+    };
     match (last, cur) {
         (Seg::Key(k), Value::Object(map)) => map.remove(k).is_some(),
         (Seg::Index(i), Value::Array(items)) if *i < items.len() => {

@@ -3,8 +3,6 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::located::Index;
-
 /// One problem found in a config file, located by key path and, where known, line:column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -47,6 +45,18 @@ pub fn render(origin: &str, diagnostics: &[Diagnostic]) -> String {
         .collect()
 }
 
+/// Where a key path sits in the file; the parsed document's index answers it.
+pub(crate) trait Locate {
+    fn locate(&self, path: &str) -> Option<Pos>;
+}
+
+/// No positions known (a file that did not parse).
+impl Locate for () {
+    fn locate(&self, _path: &str) -> Option<Pos> {
+        None
+    }
+}
+
 /// A 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Pos {
@@ -82,7 +92,7 @@ impl Diags {
 
     /// Resolves positions, drops repeats (a bad `defaults` value is found once per route
     /// that inherits it) and orders by position, unlocated last.
-    pub fn into_diagnostics(self, index: &Index) -> Vec<Diagnostic> {
+    pub fn into_diagnostics(self, index: &impl Locate) -> Vec<Diagnostic> {
         let mut out: Vec<Diagnostic> = Vec::with_capacity(self.items.len());
         let mut seen = HashSet::new();
         for (path, pos, message) in self.items {
@@ -139,7 +149,7 @@ mod tests {
         diags.error_at("b", Pos { line: 2, column: 1 }, "m");
         diags.error_at("a", Pos { line: 1, column: 9 }, "m");
         diags.error_at("b", Pos { line: 2, column: 1 }, "m");
-        let out = diags.into_diagnostics(&Index::default());
+        let out = diags.into_diagnostics(&());
         let paths: Vec<_> = out.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(paths, ["a", "b", "z"]);
     }

@@ -13,7 +13,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_saphyr::{Budget, DuplicateKeyPolicy, MessageFormatter, Options, Spanned};
 
-use crate::diag::{Diags, Pos};
+use crate::diag::{Diags, Locate, Pos};
 
 /// Larger files are refused before parsing: a proxy config is a few kilobytes, and the cap
 /// keeps a mistaken path (a log, a binary) from costing seconds and memory.
@@ -36,10 +36,10 @@ pub(crate) struct Index {
     positions: HashMap<String, Pos>,
 }
 
-impl Index {
+impl Locate for Index {
     /// The position of `path` or, when that key is absent (a missing required key), of its
     /// nearest ancestor: the place where the key should be added.
-    pub fn locate(&self, path: &str) -> Option<Pos> {
+    fn locate(&self, path: &str) -> Option<Pos> {
         let mut path = path;
         loop {
             if let Some(pos) = self.positions.get(path) {

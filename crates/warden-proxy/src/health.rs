@@ -205,32 +205,29 @@ impl ConnHealth {
             let code = reason.and_then(|e| e.idp_error_code.as_deref());
             let error_kind = reason.and_then(|e| e.error_kind).map(ErrorKind::as_str);
             let grant_type = reason.and_then(|e| e.grant_type).map(GrantType::as_str);
+            // tracing's level is part of each call site, so the one line is written once
+            // here for both levels.
+            macro_rules! state_line {
+                ($level:expr) => {
+                    tracing::event!(
+                        $level,
+                        connection = %self.name,
+                        from = from.as_str(),
+                        to = to.as_str(),
+                        role,
+                        cause,
+                        status,
+                        code,
+                        error_kind,
+                        grant_type,
+                        "connection state changed"
+                    )
+                };
+            }
             if matches!(to, State::NeedsReauth | State::CircuitOpen) {
-                tracing::warn!(
-                    connection = %self.name,
-                    from = from.as_str(),
-                    to = to.as_str(),
-                    role,
-                    cause,
-                    status,
-                    code,
-                    error_kind,
-                    grant_type,
-                    "connection state changed"
-                );
+                state_line!(tracing::Level::WARN);
             } else {
-                tracing::info!(
-                    connection = %self.name,
-                    from = from.as_str(),
-                    to = to.as_str(),
-                    role,
-                    cause,
-                    status,
-                    code,
-                    error_kind,
-                    grant_type,
-                    "connection state changed"
-                );
+                state_line!(tracing::Level::INFO);
             }
         }
         for role in changes.circuits_opened.iter() {
