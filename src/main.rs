@@ -11,6 +11,7 @@ use std::process::ExitCode;
 /// jemalloc instead of the system allocator: it hands freed memory back to the OS after a
 /// burst of connections, where glibc's arenas (and musl's allocator in the image) keep the
 /// peak; docs/benchmarks.md ("Bounds under abuse") has both measured.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
