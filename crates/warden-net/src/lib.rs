@@ -8,10 +8,12 @@ mod accept;
 mod idle;
 mod limit;
 mod listen;
+mod park;
 mod warn;
 
 pub use accept::{AcceptBackoff, is_per_connection};
 pub use idle::{Activity, ActivityGuard, Tracked, TrackedBody, serve};
 pub use limit::{ConnectionLimit, ConnectionPermit, Slot};
 pub use listen::{backlog, first_byte, listen};
+pub use park::{Builders, ClientBody, serve_parked};
 pub use warn::WarnEvery;

@@ -1,0 +1,765 @@
+//! HTTP/1 keep-alive that costs a bare socket between requests, not a connection's buffers.
+//!
+//! hyper gives every HTTP/1 connection an 8 KiB read buffer and an 8 KiB write buffer and
+//! keeps both for as long as the connection is open, idle or not; a client pool that keeps
+//! thousands of connections open between requests would hold tens of megabytes of empty
+//! buffers (nginx frees its buffers between requests). So each request is served by a hyper
+//! connection of its own, built when the request's first byte arrives. Once that request's
+//! response head is written, the connection is told to finish (`graceful_shutdown`): the head
+//! has already gone out as an ordinary keep-alive answer, and when the body is written hyper
+//! hands the socket back (`without_shutdown`). The socket then waits for the next request's
+//! first byte exactly as a new connection waits for its first one.
+//!
+//! Reusing the socket is only safe when hyper has consumed exactly one request: its body
+//! must have been read to the end (unread body bytes would otherwise be taken for the next
+//! request's head). [`ClientBody`] reports that; a response that goes out while its request
+//! body is unfinished carries `Connection: close` and the socket closes after it, as does one
+//! whose client asked to close or switched protocols.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf as _, Bytes, BytesMut};
+use http::header::{CONNECTION, HeaderValue, UPGRADE};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::idle::{Activity, Tracked};
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4): how a client that speaks HTTP/2 without
+/// TLS (prior knowledge) opens.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The request body as the proxy's service sees it: hyper's body, reporting when it has been
+/// read to its end so the socket can carry another request.
+pub struct ClientBody {
+    inner: Incoming,
+    ended: Option<Arc<AtomicBool>>,
+}
+
+impl ClientBody {
+    /// A body nobody needs to hear the end of (HTTP/2 streams, tests).
+    pub fn new(inner: Incoming) -> Self {
+        ClientBody { inner, ended: None }
+    }
+
+    fn watched(inner: Incoming, ended: Arc<AtomicBool>) -> Self {
+        if inner.is_end_stream() {
+            ended.store(true, Ordering::Release);
+        }
+        ClientBody {
+            inner,
+            ended: Some(ended),
+        }
+    }
+
+    fn mark_ended(&mut self) {
+        if let Some(ended) = self.ended.take() {
+            ended.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBody")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        match &frame {
+            None => self.mark_ended(),
+            Some(Ok(_)) if self.inner.is_end_stream() => self.mark_ended(),
+            _ => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The hyper builders a client connection is served with; build once per listener.
+#[derive(Clone, Debug)]
+pub struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    /// Takes the caller's settings for both protocols. HTTP/1 keep-alive must stay on (the
+    /// default): with it off hyper would answer `Connection: close`.
+    pub fn new(http1: http1::Builder, http2: http2::Builder<TokioExecutor>) -> Self {
+        Builders { http1, http2 }
+    }
+}
+
+/// Serves one client connection (HTTP/1, or HTTP/2 by prior knowledge) until the client
+/// closes it, it stays without a request for `idle`, or `shutdown` turns true. The socket is
+/// held bare between HTTP/1 requests (see the module docs).
+pub async fn serve_parked<S, B>(
+    mut stream: TcpStream,
+    builders: &Builders,
+    service: S,
+    idle: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<Request<ClientBody>, Response = Response<B>>
+        + Clone
+        + Send
+        + Unpin
+        + 'static,
+    S::Future: Send + Unpin + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let sniffed = tokio::select! {
+        sniffed = tokio::time::timeout(idle, sniff(&mut stream)) => sniffed,
+        () = stopped(&mut shutdown) => return,
+    };
+    let (protocol, mut prefix) = match sniffed {
+        Ok(Ok(Some(found))) => found,
+        Ok(Ok(None)) => return,
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "client connection failed before its first request");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(?idle, "closing a client connection that sent nothing");
+            return;
+        }
+    };
+    if protocol == Protocol::Http2 {
+        Box::pin(serve_h2(
+            Rewind::new(prefix, stream),
+            builders,
+            service,
+            idle,
+            shutdown,
+        ))
+        .await;
+        return;
+    }
+    loop {
+        let turn = Box::pin(serve_one(
+            Rewind::new(prefix, stream),
+            builders,
+            service.clone(),
+            idle,
+            shutdown.clone(),
+        ))
+        .await;
+        let Some((next_stream, rest)) = turn else {
+            return;
+        };
+        stream = next_stream;
+        prefix = rest;
+        if *shutdown.borrow() {
+            return;
+        }
+        if prefix.is_empty() {
+            // Parked: the socket alone waits for the next request's first byte.
+            let next = tokio::select! {
+                next = tokio::time::timeout(idle, crate::first_byte(&stream)) => next,
+                () = stopped(&mut shutdown) => return,
+            };
+            match next {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false) | Err(_)) => return,
+                Err(_) => {
+                    tracing::debug!(?idle, "closing an idle client connection");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Reads until the bytes read so far are the HTTP/2 preface or cannot be; `None` when the
+/// client closes first. What was read is returned to be served.
+async fn sniff(stream: &mut TcpStream) -> io::Result<Option<(Protocol, Bytes)>> {
+    let mut read = BytesMut::with_capacity(H2_PREFACE.len());
+    loop {
+        if stream.read_buf(&mut read).await? == 0 {
+            return Ok(None);
+        }
+        let n = read.len().min(H2_PREFACE.len());
+        if read[..n] != H2_PREFACE[..n] {
+            return Ok(Some((Protocol::Http1, read.freeze())));
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(Some((Protocol::Http2, read.freeze())));
+        }
+    }
+}
+
+async fn serve_h2<S, B>(
+    io: Rewind,
+    builders: &Builders,
+    service: S,
+    idle: Duration,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<Request<ClientBody>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let activity = Activity::default();
+    let service = Tracked::new(Unwatched(service), activity.clone());
+    let conn = builders.http2.serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    if let Err(err) = crate::serve(conn.as_mut(), &activity, idle, shutdown).await {
+        tracing::debug!(error = %err, "HTTP/2 client connection ended with an error");
+    }
+}
+
+/// Serves one HTTP/1 request on its own hyper connection; returns the socket (and any bytes
+/// of the next request hyper read ahead) when the socket may carry another.
+async fn serve_one<S, B>(
+    io: Rewind,
+    builders: &Builders,
+    service: S,
+    idle: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<(TcpStream, Bytes)>
+where
+    S: hyper::service::Service<Request<ClientBody>, Response = Response<B>>
+        + Send
+        + Unpin
+        + 'static,
+    S::Future: Send + Unpin + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let turn = Arc::new(Turn::default());
+    let activity = Activity::default();
+    let service = Tracked::new(
+        Watched {
+            inner: service,
+            turn: Arc::clone(&turn),
+        },
+        activity.clone(),
+    );
+    let mut conn = builders.http1.serve_connection(TokioIo::new(io), service);
+    let mut finishing = false;
+    let done = std::future::poll_fn(|cx| {
+        let poll = conn.poll_without_shutdown(cx);
+        if poll.is_pending() && !finishing && turn.responded.load(Ordering::Acquire) {
+            // The head went out (hyper writes it in the poll that sees the response), so it
+            // stays an ordinary keep-alive answer; once the body is written, hyper stops.
+            finishing = true;
+            Pin::new(&mut conn).graceful_shutdown();
+            return conn.poll_without_shutdown(cx);
+        }
+        poll
+    });
+    let result = tokio::select! {
+        result = done => result,
+        () = activity.idle_for(idle) => {
+            // A head that never completes (slowloris) or a client that stopped mid-request.
+            tracing::debug!(?idle, "closing an idle client connection");
+            return None;
+        }
+        () = stopped(&mut shutdown) => {
+            // The request in flight finishes; the socket is not reused.
+            Pin::new(&mut conn).graceful_shutdown();
+            let _ = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await;
+            return None;
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(error = %err, "client connection ended with an error");
+        return None;
+    }
+    if !turn.reusable.load(Ordering::Acquire) || !turn.body_ended.load(Ordering::Acquire) {
+        return None;
+    }
+    let parts = conn.into_parts();
+    let (stream, unread) = parts.io.into_inner().into_parts();
+    let rest = if unread.is_empty() {
+        parts.read_buf
+    } else if parts.read_buf.is_empty() {
+        unread
+    } else {
+        let mut both = BytesMut::with_capacity(parts.read_buf.len() + unread.len());
+        both.extend_from_slice(&parts.read_buf);
+        both.extend_from_slice(&unread);
+        both.freeze()
+    };
+    Some((stream, rest))
+}
+
+/// What one HTTP/1 request tells about its socket's reuse.
+#[derive(Default)]
+struct Turn {
+    /// The request body was read to its end.
+    body_ended: Arc<AtomicBool>,
+    /// The response head exists (and is written in the same poll).
+    responded: AtomicBool,
+    /// Neither side asked to close, and the response went out while the body was complete.
+    reusable: AtomicBool,
+}
+
+/// The service of one HTTP/1 request: watches its body's end and decides at the response's
+/// head whether the socket can carry another request, telling the client when not.
+struct Watched<S> {
+    inner: S,
+    turn: Arc<Turn>,
+}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for Watched<S>
+where
+    S: hyper::service::Service<Request<ClientBody>, Response = Response<B>>,
+    S::Future: Unpin,
+{
+    type Response = Response<B>;
+    type Error = S::Error;
+    type Future = WatchedFuture<S::Future>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let wants_more = client_keeps_alive(&req);
+        self.turn.body_ended.store(false, Ordering::Release);
+        let req = req.map(|body| ClientBody::watched(body, Arc::clone(&self.turn.body_ended)));
+        WatchedFuture {
+            inner: self.inner.call(req),
+            turn: Arc::clone(&self.turn),
+            wants_more,
+        }
+    }
+}
+
+/// Whether the client expects the connection to stay open after this request, as hyper
+/// decides it: HTTP/1.1 without `Connection: close`, or HTTP/1.0 with `Connection:
+/// keep-alive`; and no protocol switch.
+fn client_keeps_alive<B>(req: &Request<B>) -> bool {
+    let asked = match req.version() {
+        Version::HTTP_11 => !has_token(req.headers(), "close"),
+        Version::HTTP_10 => has_token(req.headers(), "keep-alive"),
+        _ => false,
+    };
+    asked && req.method() != Method::CONNECT && !req.headers().contains_key(UPGRADE)
+}
+
+fn has_close(headers: &http::HeaderMap) -> bool {
+    has_token(headers, "close")
+}
+
+fn has_token(headers: &http::HeaderMap, token: &str) -> bool {
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+/// The response future of a [`Watched`] request.
+struct WatchedFuture<F> {
+    inner: F,
+    turn: Arc<Turn>,
+    wants_more: bool,
+}
+
+impl<F, B, E> Future for WatchedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>> + Unpin,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut response = std::task::ready!(Pin::new(&mut self.inner).poll(cx))?;
+        let body_done = self.turn.body_ended.load(Ordering::Acquire);
+        let reusable = self.wants_more
+            && body_done
+            && response.status() != StatusCode::SWITCHING_PROTOCOLS
+            && !has_close(response.headers());
+        self.turn.reusable.store(reusable, Ordering::Release);
+        self.turn.responded.store(true, Ordering::Release);
+        if self.wants_more && !reusable && !has_close(response.headers()) {
+            // The socket closes after this response: say so, so the client does not send
+            // its next request into a closing socket.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// HTTP/2 streams' bodies, whose end nobody waits for.
+#[derive(Clone)]
+struct Unwatched<S>(S);
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for Unwatched<S>
+where
+    S: hyper::service::Service<Request<ClientBody>, Response = Response<B>>,
+{
+    type Response = Response<B>;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.0.call(req.map(ClientBody::new))
+    }
+}
+
+/// A socket with bytes already read from it put back in front.
+struct Rewind {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl Rewind {
+    fn new(prefix: Bytes, inner: TcpStream) -> Self {
+        Rewind { prefix, inner }
+    }
+
+    fn into_parts(self) -> (TcpStream, Bytes) {
+        (self.inner, self.prefix)
+    }
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Resolves once shutdown is asked for, or once nobody is left who could ask.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::sync::atomic::AtomicUsize;
+
+    use http_body_util::{BodyExt as _, Empty, Full};
+    use tokio::io::AsyncWriteExt as _;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    type BoxFuture =
+        Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+    /// Answers with the path and, when `read_body`, the request body's length.
+    #[derive(Clone)]
+    struct Echo {
+        read_body: bool,
+    }
+
+    impl hyper::service::Service<Request<ClientBody>> for Echo {
+        type Response = Response<Full<Bytes>>;
+        type Error = Infallible;
+        type Future = BoxFuture;
+
+        fn call(&self, req: Request<ClientBody>) -> Self::Future {
+            let read_body = self.read_body;
+            Box::pin(async move {
+                let path = req.uri().path().to_owned();
+                let len = if read_body {
+                    req.into_body()
+                        .collect()
+                        .await
+                        .map_or(0, |b| b.to_bytes().len())
+                } else {
+                    0
+                };
+                Ok(Response::new(Full::new(Bytes::from(format!(
+                    "{path} {len}"
+                )))))
+            })
+        }
+    }
+
+    struct Server {
+        addr: SocketAddr,
+        accepted: Arc<AtomicUsize>,
+        _stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    fn builders() -> Builders {
+        let mut h1 = http1::Builder::new();
+        h1.timer(hyper_util::rt::TokioTimer::new());
+        Builders::new(h1, http2::Builder::new(TokioExecutor::new()))
+    }
+
+    async fn start(read_body: bool, idle: Duration) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (stop, shutdown) = watch::channel(false);
+        let count = Arc::clone(&accepted);
+        let builders = Arc::new(builders());
+        let task = tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                let builders = Arc::clone(&builders);
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    serve_parked(stream, &builders, Echo { read_body }, idle, shutdown).await;
+                });
+            }
+        });
+        Server {
+            addr,
+            accepted,
+            _stop: stop,
+            task,
+        }
+    }
+
+    /// Writes `raw` and reads until the server closes or `deadline` passes.
+    async fn exchange_raw(addr: SocketAddr, raw: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(raw).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+            .await
+            .expect("the server closes the connection")
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn keep_alive_requests_share_one_socket() {
+        let server = start(true, Duration::from_secs(60)).await;
+        let stream = TcpStream::connect(server.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        for i in 0..3 {
+            let req = Request::post(format!("/r{i}"))
+                .header("host", "x")
+                .body(Full::new(Bytes::from(vec![b'a'; 100 * (i + 1)])))
+                .unwrap();
+            let resp = sender.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            assert!(
+                !has_close(resp.headers()),
+                "request {i} closed the connection"
+            );
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, format!("/r{i} {}", 100 * (i + 1)));
+        }
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+        conn.abort();
+    }
+
+    /// What stays allocated while a served connection waits for its next request: the
+    /// request's hyper connection (and its buffers) is boxed per request, so it is not here.
+    #[tokio::test]
+    async fn a_parked_connection_is_a_small_task() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let builders = builders();
+        let (_stop, shutdown) = watch::channel(false);
+        let fut = serve_parked(
+            stream,
+            &builders,
+            Echo { read_body: false },
+            Duration::from_secs(1),
+            shutdown,
+        );
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 1024, "a parked connection's future is {size} bytes");
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_are_answered_in_order() {
+        let server = start(false, Duration::from_secs(60)).await;
+        let out = exchange_raw(
+            server.addr,
+            b"GET /a HTTP/1.1\r\nhost: x\r\n\r\nGET /b HTTP/1.1\r\nhost: x\r\n\r\nGET /c HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        let a = out.find("/a 0").expect("first answer");
+        let b = out.find("/b 0").expect("second answer");
+        let c = out.find("/c 0").expect("third answer");
+        assert!(a < b && b < c, "{out}");
+        assert_eq!(out.matches("HTTP/1.1 200").count(), 3, "{out}");
+    }
+
+    #[tokio::test]
+    async fn an_unread_body_closes_the_socket_and_says_so() {
+        // The service answers without reading the body; the body's bytes must not be taken
+        // for a next request's head.
+        let server = start(false, Duration::from_secs(60)).await;
+        let out = exchange_raw(
+            server.addr,
+            b"POST /p HTTP/1.1\r\nhost: x\r\ncontent-length: 40\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n",
+        )
+        .await;
+        assert_eq!(out.matches("HTTP/1.1").count(), 1, "{out}");
+        assert!(out.contains("connection: close"), "{out}");
+        assert!(!out.contains("smuggled"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn a_read_body_leaves_the_socket_open_for_the_next_request() {
+        let server = start(true, Duration::from_secs(60)).await;
+        let out = exchange_raw(
+            server.addr,
+            b"POST /p HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhelloGET /next HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(out.contains("/p 5"), "{out}");
+        assert!(out.contains("/next 0"), "{out}");
+        let first = &out[..out.find("/p 5").unwrap()];
+        assert!(!first.contains("connection: close"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn http_1_0_and_close_requests_get_one_answer() {
+        let server = start(false, Duration::from_secs(60)).await;
+        let out = exchange_raw(server.addr, b"GET /old HTTP/1.0\r\n\r\n").await;
+        // read_to_end returned: the server closed after one answer.
+        assert_eq!(out.matches("HTTP/1").count(), 1, "{out}");
+        assert!(out.contains("/old 0"), "{out}");
+        let out = exchange_raw(
+            server.addr,
+            b"GET /ka HTTP/1.0\r\nconnection: keep-alive\r\n\r\nGET /again HTTP/1.0\r\n\r\n",
+        )
+        .await;
+        assert!(out.contains("/ka 0") && out.contains("/again 0"), "{out}");
+        let out = exchange_raw(
+            server.addr,
+            b"GET /c HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(out.matches("HTTP/1").count(), 1, "{out}");
+        assert!(out.contains("/c 0"), "{out}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_parked_socket_is_closed_after_idle() {
+        let idle = Duration::from_secs(60);
+        let server = start(false, idle).await;
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("/a 0"));
+        let answered = tokio::time::Instant::now();
+        let n = stream.read(&mut buf).await.unwrap();
+        assert_eq!(n, 0, "the server closes the idle socket");
+        let waited = answered.elapsed();
+        assert!(
+            waited >= idle && waited < idle + Duration::from_secs(1),
+            "closed after {waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn http2_by_prior_knowledge_is_served() {
+        let server = start(true, Duration::from_secs(60)).await;
+        let stream = TcpStream::connect(server.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        for i in 0..2 {
+            let req = Request::get(format!("http://x/h{i}"))
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let resp = sender.send_request(req).await.unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, format!("/h{i} 0"));
+        }
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+        conn.abort();
+    }
+}
