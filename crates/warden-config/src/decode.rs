@@ -27,7 +27,7 @@ pub(crate) enum Part<T> {
 }
 
 impl<T> Part<T> {
-    pub fn get(&self) -> Option<&T> {
+    pub(crate) fn get(&self) -> Option<&T> {
         match self {
             Part::Present(v) => Some(v),
             Part::Absent | Part::Broken => None,

@@ -24,7 +24,7 @@ pub(crate) struct Layer<'a> {
 }
 
 impl<'a> Layer<'a> {
-    pub fn defaults(raw: Option<&'a RawDefaults>) -> Layer<'a> {
+    pub(crate) fn defaults(raw: Option<&'a RawDefaults>) -> Layer<'a> {
         Layer {
             path: "defaults",
             timeouts: raw.and_then(|d| d.timeouts.as_ref()),
@@ -33,7 +33,7 @@ impl<'a> Layer<'a> {
         }
     }
 
-    pub fn route(path: &'a str, raw: &'a RawRoute) -> Layer<'a> {
+    pub(crate) fn route(path: &'a str, raw: &'a RawRoute) -> Layer<'a> {
         Layer {
             path,
             timeouts: raw.timeouts.as_ref(),
