@@ -7,12 +7,14 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+mod bounds;
 mod decode;
 mod defaults;
 mod diag;
 mod duration;
 mod effective;
 mod forms;
+mod keys;
 mod lint;
 mod located;
 mod model;
