@@ -32,16 +32,13 @@ pub(crate) fn validate(decoded: &Decoded, diags: &mut Diags) -> Option<Config> {
     }
     let (admin, admin_listener) = admin(decoded, diags);
     let limits = limits(decoded.limits.get(), diags);
-    let events_per_connection = match decoded.events_per_connection {
-        Part::Present(n) => bounded(
-            Some(n),
-            "events_per_connection",
-            bounds::EVENTS_PER_CONNECTION,
-            DEFAULT_EVENTS_PER_CONNECTION,
-            diags,
-        ),
-        Part::Absent | Part::Broken => DEFAULT_EVENTS_PER_CONNECTION,
-    };
+    let events_per_connection = bounded(
+        decoded.events_per_connection.get().copied(),
+        "events_per_connection",
+        bounds::EVENTS_PER_CONNECTION,
+        DEFAULT_EVENTS_PER_CONNECTION,
+        diags,
+    );
     let shutdown = shutdown(decoded, diags);
     let log = Log {
         access: decoded
