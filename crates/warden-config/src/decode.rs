@@ -3,17 +3,18 @@
 //! A derived `Deserialize` stops at the first error, so each section, each connection's
 //! route and each rule is decoded on its own: one typo costs one item, and the rest of the
 //! file is still decoded and checked. The containers that hold those items (the document,
-//! a connection, `policy`) are walked by hand against their key lists in `raw`.
+//! a connection, `policy`) are walked here, against the keys their `raw` types declare.
 
 use serde::Deserialize;
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
 use crate::diag::Diags;
+use crate::keys;
 use crate::located::{join_index, join_key};
 use crate::model::Role;
 use crate::raw::{
-    CONFIG_KEYS, CONNECTION_KEYS, POLICY_KEYS, RawAdmin, RawDefaults, RawLimits, RawLog, RawRoute,
+    RawAdmin, RawConfig, RawConnection, RawDefaults, RawLimits, RawLog, RawPolicy, RawRoute,
     RawRule, RawShutdown,
 };
 use crate::strict::Strict;
@@ -27,7 +28,7 @@ pub(crate) enum Part<T> {
 }
 
 impl<T> Part<T> {
-    pub fn get(&self) -> Option<&T> {
+    pub(crate) fn get(&self) -> Option<&T> {
         match self {
             Part::Present(v) => Some(v),
             Part::Absent | Part::Broken => None,
@@ -103,7 +104,7 @@ pub(crate) fn decode(root: &Value, diags: &mut Diags) -> Decoded {
             return out;
         }
     };
-    unknown_keys(map, "", CONFIG_KEYS, diags);
+    unknown_keys(map, "", keys::of::<RawConfig>(), diags);
     out.version = part(map, "", "version", diags);
     out.admin = part(map, "", "admin", diags);
     out.defaults = part(map, "", "defaults", diags);
@@ -135,7 +136,7 @@ pub(crate) fn decode(root: &Value, diags: &mut Diags) -> Decoded {
     match map.get("policy") {
         None | Some(Value::Null) => {}
         Some(Value::Object(policy)) => {
-            unknown_keys(policy, "policy", POLICY_KEYS, diags);
+            unknown_keys(policy, "policy", keys::of::<RawPolicy>(), diags);
             match policy.get("rules") {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(items)) => {
@@ -171,7 +172,7 @@ fn connection(item: &Value, path: String, diags: &mut Diags) -> Option<DecodedCo
         );
         return None;
     };
-    unknown_keys(map, &path, CONNECTION_KEYS, diags);
+    unknown_keys(map, &path, keys::of::<RawConnection>(), diags);
     let name = part(map, &path, "name", diags);
     if matches!(name, Part::Absent) {
         diags.error(path.as_str(), "missing required key `name`");

@@ -8,8 +8,10 @@ use crate::model::{
     Admin, Backoff, Budget, Circuit, Limits, Log, Probe, Retry, Shutdown, Timeouts,
 };
 
+/// Loopback, so the admin API is reachable from inside the pod only unless configured.
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9901));
+/// Enough history to see what led to a state, small enough to keep for every connection.
 pub const DEFAULT_EVENTS_PER_CONNECTION: usize = 50;
 /// Token path of an oauth route in zero-config mode, where there is no file to give one.
 pub const ZERO_CONFIG_TOKEN_PATH: &str = "/token";

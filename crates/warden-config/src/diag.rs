@@ -8,8 +8,11 @@ use std::fmt;
 pub struct Diagnostic {
     /// Key path such as `connections[0].mcp.upstream`; empty for the document itself.
     pub path: String,
+    /// 1-based, as editors count; `None` for problems not tied to one spot (flags).
     pub line: Option<u64>,
+    /// 1-based, as editors count; `None` when the line is.
     pub column: Option<u64>,
+    /// What is wrong and, where it helps, how to fix it, in proxy.yaml's terms.
     pub message: String,
 }
 
@@ -72,27 +75,32 @@ pub(crate) struct Diags {
 }
 
 impl Diags {
-    pub fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.items.push((path.into(), None, message.into()));
     }
 
     /// For problems whose position is known better than their path's (syntax errors,
     /// duplicate keys, which have no node of their own in the tree).
-    pub fn error_at(&mut self, path: impl Into<String>, pos: Pos, message: impl Into<String>) {
+    pub(crate) fn error_at(
+        &mut self,
+        path: impl Into<String>,
+        pos: Pos,
+        message: impl Into<String>,
+    ) {
         self.items.push((path.into(), Some(pos), message.into()));
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.items.len()
     }
 
     /// Resolves positions, drops repeats (a bad `defaults` value is found once per route
     /// that inherits it) and orders by position, unlocated last.
-    pub fn into_diagnostics(self, index: &impl Locate) -> Vec<Diagnostic> {
+    pub(crate) fn into_diagnostics(self, index: &impl Locate) -> Vec<Diagnostic> {
         let mut out: Vec<Diagnostic> = Vec::with_capacity(self.items.len());
         let mut seen = HashSet::new();
         for (path, pos, message) in self.items {

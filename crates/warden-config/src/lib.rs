@@ -7,12 +7,14 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+mod bounds;
 mod decode;
 mod defaults;
 mod diag;
 mod duration;
 mod effective;
 mod forms;
+mod keys;
 mod lint;
 mod located;
 mod model;
@@ -37,17 +39,26 @@ use std::path::{Path, PathBuf};
 use crate::diag::Diags;
 use crate::located::Index;
 
+/// Why a config could not be loaded: apart, because an unreadable file has nothing to
+/// point at, while an invalid one has every problem located.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read at all.
     #[error("cannot read {}: {source}", path.display())]
     Io {
+        /// The path as given, so the message names what the operator typed.
         path: PathBuf,
+        /// The operating system's reason.
         #[source]
         source: std::io::Error,
     },
+    /// The file was read but is not a valid config.
     #[error("{origin}: {} error(s)", diagnostics.len())]
     Invalid {
+        /// Names the source in the report: a path, `<stdin>` or `command line`.
         origin: String,
+        /// Every problem found, not just the first, so one run of `warden check` lists
+        /// them all.
         diagnostics: Vec<Diagnostic>,
     },
 }
@@ -76,9 +87,13 @@ impl ConfigError {
 /// The zero-config mode's settings (`warden run --listen --upstream`).
 #[derive(Debug, Clone)]
 pub struct ZeroConfig {
+    /// `--listen`: where the app connects.
     pub listen: SocketAddr,
+    /// `--upstream`, as typed: checked like a file's `upstream`, errors naming the flag.
     pub upstream: String,
+    /// `--role`: how the one route's answers are classified.
     pub role: Role,
+    /// `--admin`: checked against `listen`, since both cannot share a port.
     pub admin: SocketAddr,
     /// `--token-path`: the token endpoint's path on an oauth route; `None` means
     /// [`ZERO_CONFIG_TOKEN_PATH`]. Only an oauth route may have one.

@@ -6,7 +6,9 @@ use crate::model::Config;
 /// One warning, located by key path like a diagnostic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
+    /// Key path of the setting that looks wrong, so an editor can jump to it.
     pub path: String,
+    /// Why it is likely not what was meant.
     pub message: String,
 }
 

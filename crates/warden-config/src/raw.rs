@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::bounds;
 use crate::forms::{CodeSpec, DurationStr, OneOrMany, StatusSpec};
 use crate::model::{ErrorKind, RetryMode, Role, Verdict};
 
@@ -19,12 +20,12 @@ use crate::model::{ErrorKind, RetryMode, Role, Verdict};
 #[schemars(title = "warden proxy.yaml")]
 #[allow(
     dead_code,
-    reason = "decoded section by section in `decode`; this shape feeds the schema"
+    reason = "decoded section by section in `decode`; this shape feeds the schema and the key list"
 )]
 #[schemars(rename = "Config")]
 pub(crate) struct RawConfig {
     /// Format version. Must be 1.
-    #[schemars(range(min = 1, max = 1))]
+    #[schemars(range(equal = bounds::VERSION))]
     pub version: u64,
     /// Admin API, metrics and status page.
     pub admin: Option<RawAdmin>,
@@ -33,7 +34,7 @@ pub(crate) struct RawConfig {
     /// Proxy-wide limits.
     pub limits: Option<RawLimits>,
     /// Newest events kept per connection. Default 50, at most 10000.
-    #[schemars(range(min = 1, max = 10000))]
+    #[schemars(transform = bounds::EVENTS_PER_CONNECTION.schema())]
     pub events_per_connection: Option<u64>,
     pub shutdown: Option<RawShutdown>,
     /// What warden logs.
@@ -44,19 +45,6 @@ pub(crate) struct RawConfig {
     /// Classification rules, checked before the built-in table.
     pub policy: Option<RawPolicy>,
 }
-
-/// Top-level keys, in schema order; `decode` walks these by hand.
-pub(crate) const CONFIG_KEYS: &[&str] = &[
-    "version",
-    "admin",
-    "defaults",
-    "limits",
-    "events_per_connection",
-    "shutdown",
-    "log",
-    "connections",
-    "policy",
-];
 
 /// Admin API, metrics and status page.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -100,7 +88,7 @@ pub(crate) struct RawTimeouts {
 #[schemars(rename = "Retry")]
 pub(crate) struct RawRetry {
     /// Attempts in all, the first included (1 = never retry). Default 3, at most 10.
-    #[schemars(range(min = 1, max = 10))]
+    #[schemars(transform = bounds::MAX_ATTEMPTS.schema())]
     pub max_attempts: Option<u64>,
     /// Exponential backoff (x2, full jitter); Retry-After is honoured up to `max`.
     pub backoff: Option<RawBackoff>,
@@ -125,7 +113,7 @@ pub(crate) struct RawBackoff {
 #[schemars(rename = "Budget")]
 pub(crate) struct RawBudget {
     /// Retries may be at most this fraction of requests (10 s window). Default 0.2.
-    #[schemars(range(min = 0, max = 1))]
+    #[schemars(transform = bounds::BUDGET_RATIO.schema())]
     pub ratio: Option<f64>,
     /// Retries per second always allowed on top of `ratio`. Default 10.
     pub min_per_second: Option<u64>,
@@ -136,7 +124,7 @@ pub(crate) struct RawBudget {
 #[schemars(rename = "Circuit")]
 pub(crate) struct RawCircuit {
     /// Transient failures in a row that open the circuit. Default 5.
-    #[schemars(range(min = 1))]
+    #[schemars(transform = bounds::CONSECUTIVE_FAILURES.schema())]
     pub consecutive_failures: Option<u64>,
     /// Background recovery probe while the circuit is open.
     pub probe: Option<RawProbe>,
@@ -160,20 +148,20 @@ pub(crate) struct RawProbe {
 #[schemars(rename = "Limits")]
 pub(crate) struct RawLimits {
     /// Inline retries in flight across the proxy. Default 5.
-    #[schemars(range(min = 1))]
+    #[schemars(transform = bounds::MAX_CONCURRENT_RETRIES.schema())]
     pub max_concurrent_retries: Option<u64>,
     /// Background recovery probes in flight across the proxy. Default 5.
-    #[schemars(range(min = 1))]
+    #[schemars(transform = bounds::MAX_CONCURRENT_PROBES.schema())]
     pub max_concurrent_probes: Option<u64>,
     /// Larger request bodies get 413. Default 10485760 (10 MiB).
-    #[schemars(range(min = 1))]
+    #[schemars(transform = bounds::MAX_REQUEST_BODY_BYTES.schema())]
     pub max_request_body_bytes: Option<u64>,
     /// Larger request heads get 431. Default 65536, at least 1024.
-    #[schemars(range(min = 1024))]
+    #[schemars(transform = bounds::MAX_HEADER_BYTES.schema())]
     pub max_header_bytes: Option<u64>,
     /// Client connections held at once across every route; past it new connections wait
     /// in the kernel's listen backlog. Default 10000.
-    #[schemars(range(min = 1))]
+    #[schemars(transform = bounds::MAX_CONNECTIONS.schema())]
     pub max_connections: Option<u64>,
     /// Idle pooled upstream connections kept per route. Default 64.
     pub max_idle_upstream_per_route: Option<u64>,
@@ -202,12 +190,12 @@ pub(crate) struct RawLog {
 #[serde(deny_unknown_fields)]
 #[allow(
     dead_code,
-    reason = "decoded key by key in `decode`; this shape feeds the schema"
+    reason = "decoded key by key in `decode`; this shape feeds the schema and the key list"
 )]
 #[schemars(rename = "Connection")]
 pub(crate) struct RawConnection {
     /// `[a-z0-9-]`, 1 to 63 characters, unique; the `connection` metrics label.
-    #[schemars(regex(pattern = r"^[a-z0-9-]{1,63}$"))]
+    #[schemars(regex(pattern = bounds::connection_name_pattern()))]
     pub name: String,
     /// Route to an MCP server (Streamable HTTP).
     pub mcp: Option<RawRoute>,
@@ -216,8 +204,6 @@ pub(crate) struct RawConnection {
     /// Route to the OAuth 2.0 authorization server of this connection.
     pub oauth: Option<RawRoute>,
 }
-
-pub(crate) const CONNECTION_KEYS: &[&str] = &["name", "mcp", "api", "oauth"];
 
 /// One listener in front of one upstream.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -264,15 +250,13 @@ pub(crate) struct RawTls {
 #[serde(deny_unknown_fields)]
 #[allow(
     dead_code,
-    reason = "decoded rule by rule in `decode`; this shape feeds the schema"
+    reason = "decoded rule by rule in `decode`; this shape feeds the schema and the key list"
 )]
 #[schemars(rename = "Policy")]
 pub(crate) struct RawPolicy {
     /// Checked in order before the built-in table; the first match wins.
     pub rules: Option<Vec<RawRule>>,
 }
-
-pub(crate) const POLICY_KEYS: &[&str] = &["rules"];
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

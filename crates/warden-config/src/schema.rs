@@ -23,7 +23,8 @@ pub fn json_schema() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raw::{CONFIG_KEYS, CONNECTION_KEYS, POLICY_KEYS};
+    use crate::keys;
+    use crate::raw::{RawConfig, RawConnection, RawPolicy};
     use serde_json::Value;
 
     fn property_names(schema: &Value) -> Vec<String> {
@@ -41,20 +42,60 @@ mod tests {
         keys
     }
 
-    /// `decode` walks these containers by hand; their key lists must match the types the
-    /// schema is generated from.
+    /// `decode` walks these containers itself, against the keys serde reads from the raw
+    /// types; schemars reads the same types but its own attributes, so the two must agree.
     #[test]
-    fn hand_walked_key_lists_match_the_schema() {
+    fn walked_key_lists_match_the_schema() {
         let schema: Value = serde_json::from_str(&json_schema()).unwrap();
         let mut root = property_names(&schema);
         root.sort();
-        assert_eq!(root, sorted(CONFIG_KEYS));
+        assert_eq!(root, sorted(keys::of::<RawConfig>()));
         let mut conn = property_names(&schema["definitions"]["Connection"]);
         conn.sort();
-        assert_eq!(conn, sorted(CONNECTION_KEYS));
+        assert_eq!(conn, sorted(keys::of::<RawConnection>()));
         let mut policy = property_names(&schema["definitions"]["Policy"]);
         policy.sort();
-        assert_eq!(policy, sorted(POLICY_KEYS));
+        assert_eq!(policy, sorted(keys::of::<RawPolicy>()));
+    }
+
+    /// Descriptions are doc comments, which cannot name a constant: the bounds they state
+    /// ("at most 10", "1 to 63 characters") must be the ones `bounds` puts in the schema.
+    #[test]
+    fn descriptions_state_the_schema_bounds() {
+        fn number_after<'a>(text: &'a str, phrase: &str) -> Option<&'a str> {
+            let rest = &text[text.find(phrase)? + phrase.len()..];
+            let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+            (!digits.is_empty()).then_some(digits)
+        }
+        fn walk(value: &Value, path: &str, checked: &mut usize) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::String(description)) = map.get("description") {
+                        for (phrase, key) in [("at most ", "maximum"), ("at least ", "minimum")] {
+                            if let Some(n) = number_after(description, phrase) {
+                                assert_eq!(map[key].to_string(), n, "{path}: {description}");
+                                *checked += 1;
+                            }
+                        }
+                        if let Some(n) = number_after(description, "1 to ") {
+                            let pattern = map["pattern"].as_str().unwrap_or_default();
+                            assert!(pattern.contains(&format!("{{1,{n}}}")), "{path}");
+                            *checked += 1;
+                        }
+                    }
+                    for (key, child) in map {
+                        walk(child, &format!("{path}.{key}"), checked);
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|v| walk(v, path, checked)),
+                _ => {}
+            }
+        }
+        let schema: Value = serde_json::from_str(&json_schema()).unwrap();
+        let mut checked = 0;
+        walk(&schema, "", &mut checked);
+        // events_per_connection, max_attempts, max_header_bytes, connection name.
+        assert_eq!(checked, 4);
     }
 
     #[test]

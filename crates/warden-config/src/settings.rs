@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::bounds::{self, Bound, Whole};
 use crate::diag::Diags;
 use crate::duration::{format_duration, parse_duration};
 use crate::forms::DurationStr;
@@ -24,7 +25,7 @@ pub(crate) struct Layer<'a> {
 }
 
 impl<'a> Layer<'a> {
-    pub fn defaults(raw: Option<&'a RawDefaults>) -> Layer<'a> {
+    pub(crate) fn defaults(raw: Option<&'a RawDefaults>) -> Layer<'a> {
         Layer {
             path: "defaults",
             timeouts: raw.and_then(|d| d.timeouts.as_ref()),
@@ -33,7 +34,7 @@ impl<'a> Layer<'a> {
         }
     }
 
-    pub fn route(path: &'a str, raw: &'a RawRoute) -> Layer<'a> {
+    pub(crate) fn route(path: &'a str, raw: &'a RawRoute) -> Layer<'a> {
         Layer {
             path,
             timeouts: raw.timeouts.as_ref(),
@@ -114,29 +115,24 @@ impl<'a> Resolver<'_, 'a> {
         }
     }
 
-    /// A whole number in `min..=max`, converted to the model's type.
-    fn number<T: TryFrom<u64>>(
+    /// A whole number within `bound`, converted to the model's type.
+    fn number<T: Whole>(
         &mut self,
         key: &str,
         get: impl Fn(&Layer<'a>) -> Option<&'a u64>,
         builtin: T,
-        min: u64,
-        max: u64,
+        bound: Bound,
     ) -> T {
         let Some((raw, path, _)) = self.find(key, get) else {
             return builtin;
         };
-        if !(min..=max).contains(raw) {
-            let range = if max >= u64::from(u32::MAX) {
-                format!("at least {min}")
-            } else {
-                format!("between {min} and {max}")
-            };
-            self.diags
-                .error(path, format!("{raw} is out of range: must be {range}"));
-            return builtin;
+        match bound.check(*raw) {
+            Ok(value) => value,
+            Err(message) => {
+                self.diags.error(path, message);
+                builtin
+            }
         }
-        T::try_from(*raw).unwrap_or(builtin)
     }
 
     /// Reports `lower > upper` at whichever of the two is more specific; skipped when
@@ -211,8 +207,7 @@ pub(crate) fn resolve(layers: &[Layer<'_>], diags: &mut Diags) -> (Timeouts, Ret
         "retry.max_attempts",
         |l| l.retry?.max_attempts.as_ref(),
         builtin_retry.max_attempts,
-        1,
-        10,
+        bounds::MAX_ATTEMPTS,
     );
     let (base, base_src) = r.duration(
         "retry.backoff.base",
@@ -233,11 +228,14 @@ pub(crate) fn resolve(layers: &[Layer<'_>], diags: &mut Diags) -> (Timeouts, Ret
     let ratio = match r.find("retry.budget.ratio", |l| {
         l.retry?.budget.as_ref()?.ratio.as_ref()
     }) {
-        Some((ratio, _, _)) if (0.0..=1.0).contains(ratio) => *ratio,
+        Some((ratio, _, _)) if bounds::BUDGET_RATIO.contains_fraction(*ratio) => *ratio,
         Some((ratio, path, _)) => {
             r.diags.error(
                 path,
-                format!("{ratio} is out of range: must be between 0 and 1 (0.2 = 20%)"),
+                format!(
+                    "{ratio} is out of range: must be {} (0.2 = 20%)",
+                    bounds::BUDGET_RATIO
+                ),
             );
             builtin_retry.budget.ratio
         }
@@ -247,23 +245,20 @@ pub(crate) fn resolve(layers: &[Layer<'_>], diags: &mut Diags) -> (Timeouts, Ret
         "retry.budget.min_per_second",
         |l| l.retry?.budget.as_ref()?.min_per_second.as_ref(),
         builtin_retry.budget.min_per_second,
-        0,
-        u32::MAX.into(),
+        bounds::UNBOUNDED,
     );
     let max_body_bytes = r.number(
         "retry.max_body_bytes",
         |l| l.retry?.max_body_bytes.as_ref(),
         builtin_retry.max_body_bytes,
-        0,
-        u64::MAX,
+        bounds::UNBOUNDED,
     );
 
     let consecutive_failures = r.number(
         "circuit.consecutive_failures",
         |l| l.circuit?.consecutive_failures.as_ref(),
         builtin_circuit.consecutive_failures,
-        1,
-        u32::MAX.into(),
+        bounds::CONSECUTIVE_FAILURES,
     );
     let probe_path = match r.find("circuit.probe.path", |l| {
         l.circuit?.probe.as_ref()?.path.as_deref()

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::addr::{listeners_collide, parse_listen, parse_upstream};
+use crate::bounds::{self, Bound, Whole};
 use crate::decode::{Decoded, DecodedConnection, Part};
 use crate::diag::Diags;
 use crate::duration::parse_duration;
@@ -19,26 +20,25 @@ use crate::{DEFAULT_EVENTS_PER_CONNECTION, rules};
 /// The config, or `None` with every problem in `diags`.
 pub(crate) fn validate(decoded: &Decoded, diags: &mut Diags) -> Option<Config> {
     if let Part::Present(version) = decoded.version
-        && version != 1
+        && version != bounds::VERSION
     {
         diags.error(
             "version",
-            format!("unsupported version {version}: this warden reads version 1"),
+            format!(
+                "unsupported version {version}: this warden reads version {}",
+                bounds::VERSION
+            ),
         );
     }
     let (admin, admin_listener) = admin(decoded, diags);
     let limits = limits(decoded.limits.get(), diags);
-    let events_per_connection = match decoded.events_per_connection {
-        Part::Present(n) if !(1..=10_000).contains(&n) => {
-            diags.error(
-                "events_per_connection",
-                format!("{n} is out of range: must be between 1 and 10000"),
-            );
-            DEFAULT_EVENTS_PER_CONNECTION
-        }
-        Part::Present(n) => usize::try_from(n).unwrap_or(DEFAULT_EVENTS_PER_CONNECTION),
-        Part::Absent | Part::Broken => DEFAULT_EVENTS_PER_CONNECTION,
-    };
+    let events_per_connection = bounded(
+        decoded.events_per_connection.get().copied(),
+        "events_per_connection",
+        bounds::EVENTS_PER_CONNECTION,
+        DEFAULT_EVENTS_PER_CONNECTION,
+        diags,
+    );
     let shutdown = shutdown(decoded, diags);
     let log = Log {
         access: decoded
@@ -149,64 +149,69 @@ fn limits(raw: Option<&RawLimits>, diags: &mut Diags) -> Limits {
     let Some(raw) = raw else {
         return builtin;
     };
-    let mut check = |value: Option<u64>, key: &str, min: u64, max: u64| -> Option<u64> {
-        let value = value?;
-        if (min..=max).contains(&value) {
-            Some(value)
-        } else {
-            diags.error(
-                join_key("limits", key),
-                format!("{value} is out of range: must be at least {min}"),
-            );
-            None
-        }
-    };
-    let usize_max = u64::try_from(usize::MAX).unwrap_or(u64::MAX);
-    let as_usize = |v: u64, fallback: usize| usize::try_from(v).unwrap_or(fallback);
+    let path = |key| join_key("limits", key);
     Limits {
-        max_concurrent_retries: check(
+        max_concurrent_retries: bounded(
             raw.max_concurrent_retries,
-            "max_concurrent_retries",
-            1,
-            usize_max,
-        )
-        .map_or(builtin.max_concurrent_retries, |v| {
-            as_usize(v, builtin.max_concurrent_retries)
-        }),
-        max_concurrent_probes: check(
+            &path("max_concurrent_retries"),
+            bounds::MAX_CONCURRENT_RETRIES,
+            builtin.max_concurrent_retries,
+            diags,
+        ),
+        max_concurrent_probes: bounded(
             raw.max_concurrent_probes,
-            "max_concurrent_probes",
-            1,
-            usize_max,
-        )
-        .map_or(builtin.max_concurrent_probes, |v| {
-            as_usize(v, builtin.max_concurrent_probes)
-        }),
-        max_request_body_bytes: check(
+            &path("max_concurrent_probes"),
+            bounds::MAX_CONCURRENT_PROBES,
+            builtin.max_concurrent_probes,
+            diags,
+        ),
+        max_request_body_bytes: bounded(
             raw.max_request_body_bytes,
-            "max_request_body_bytes",
-            1,
-            u64::MAX,
-        )
-        .unwrap_or(builtin.max_request_body_bytes),
-        max_header_bytes: check(raw.max_header_bytes, "max_header_bytes", 1024, usize_max)
-            .map_or(builtin.max_header_bytes, |v| {
-                as_usize(v, builtin.max_header_bytes)
-            }),
-        max_connections: check(raw.max_connections, "max_connections", 1, usize_max)
-            .map_or(builtin.max_connections, |v| {
-                as_usize(v, builtin.max_connections)
-            }),
-        max_idle_upstream_per_route: check(
+            &path("max_request_body_bytes"),
+            bounds::MAX_REQUEST_BODY_BYTES,
+            builtin.max_request_body_bytes,
+            diags,
+        ),
+        max_header_bytes: bounded(
+            raw.max_header_bytes,
+            &path("max_header_bytes"),
+            bounds::MAX_HEADER_BYTES,
+            builtin.max_header_bytes,
+            diags,
+        ),
+        max_connections: bounded(
+            raw.max_connections,
+            &path("max_connections"),
+            bounds::MAX_CONNECTIONS,
+            builtin.max_connections,
+            diags,
+        ),
+        max_idle_upstream_per_route: bounded(
             raw.max_idle_upstream_per_route,
-            "max_idle_upstream_per_route",
-            0,
-            usize_max,
-        )
-        .map_or(builtin.max_idle_upstream_per_route, |v| {
-            as_usize(v, builtin.max_idle_upstream_per_route)
-        }),
+            &path("max_idle_upstream_per_route"),
+            bounds::UNBOUNDED,
+            builtin.max_idle_upstream_per_route,
+            diags,
+        ),
     }
+}
+
+/// `value` if present and within `bound`, else `builtin`; a value out of range is reported
+/// at `path` and replaced, so the checks after it still run.
+fn bounded<T: Whole>(
+    value: Option<u64>,
+    path: &str,
+    bound: Bound,
+    builtin: T,
+    diags: &mut Diags,
+) -> T {
+    let Some(value) = value else {
+        return builtin;
+    };
+    bound.check(value).unwrap_or_else(|message| {
+        diags.error(path, message);
+        builtin
+    })
 }
 
 fn shutdown(decoded: &Decoded, diags: &mut Diags) -> Shutdown {
@@ -233,16 +238,17 @@ fn connection_name<'a>(
         return String::new();
     };
     let path = join_key(&conn.path, "name");
-    let valid_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let max = bounds::CONNECTION_NAME_MAX_LEN;
     if name.is_empty() {
-        diags.error(path, "the name is empty: use 1 to 63 of a-z, 0-9 and `-`");
-    } else if name.len() > 63 || !valid_chars {
+        diags.error(
+            path,
+            format!("the name is empty: use 1 to {max} of a-z, 0-9 and `-`"),
+        );
+    } else if !bounds::is_connection_name(name) {
         diags.error(
             path,
             format!(
-                "`{name}` is not a valid connection name: use 1 to 63 of a-z, 0-9 and `-` \
+                "`{name}` is not a valid connection name: use 1 to {max} of a-z, 0-9 and `-` \
                  (it becomes a metrics label)"
             ),
         );

@@ -330,6 +330,11 @@ fn ranges_and_limits() {
             "between 1 and 10000",
         ),
         (
+            "defaults: {circuit: {consecutive_failures: 5000000000}}",
+            "defaults.circuit.consecutive_failures",
+            "5000000000 is out of range: must be at most 4294967295",
+        ),
+        (
             "shutdown: {drain_timeout: forever}",
             "shutdown.drain_timeout",
             "not a duration",

@@ -12,20 +12,24 @@ use crate::state::State;
 pub struct RoleSet(u8);
 
 impl RoleSet {
+    /// No role: what a call that changed nothing reports.
     pub const EMPTY: RoleSet = RoleSet(0);
 
     const fn bit(role: Role) -> u8 {
         1 << crate::role_index(role)
     }
 
+    /// Whether `role`'s circuit is in the set.
     pub const fn contains(self, role: Role) -> bool {
         self.0 & Self::bit(role) != 0
     }
 
+    /// True when no role is in the set, so callers can skip their bookkeeping.
     pub const fn is_empty(self) -> bool {
         self.0 == 0
     }
 
+    /// Adds `role`; adding it twice keeps one.
     pub fn insert(&mut self, role: Role) {
         self.0 |= Self::bit(role);
     }
@@ -66,6 +70,7 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// True for the common call that changed nothing: nothing to log, count or wake.
     pub const fn is_empty(&self) -> bool {
         self.state_changed.is_none()
             && self.circuits_opened.is_empty()

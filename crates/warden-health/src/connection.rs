@@ -140,6 +140,7 @@ impl ConnectionHealth {
         removed_open
     }
 
+    /// The connection's name: the key the admin API and the metrics use for it.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -152,6 +153,8 @@ impl ConnectionHealth {
             .collect()
     }
 
+    /// Whether the connection has an oauth route: without one no token answer can ever
+    /// arrive, so "no token yet" means nothing for it.
     pub fn has_oauth(&self) -> bool {
         self.circuits[role_index(Role::Oauth)].is_some()
     }
@@ -372,10 +375,14 @@ impl ConnectionHealth {
         }
     }
 
+    /// Whether a terminal answer is waiting for a new login or an admin reset: the gate
+    /// short-circuits on it.
     pub fn needs_reauth(&self) -> bool {
         self.needs_reauth
     }
 
+    /// Whether a token answer has ever succeeded, which tells "never logged in" from
+    /// "logged in and healthy".
     pub fn token_acquired(&self) -> bool {
         self.token_acquired
     }
@@ -432,6 +439,7 @@ impl ConnectionHealth {
             .collect()
     }
 
+    /// Whether `role`'s route is short-circuited; false for a role the connection lacks.
     pub fn is_circuit_open(&self, role: Role) -> bool {
         self.circuits[role_index(role)]
             .as_ref()
@@ -458,6 +466,8 @@ impl ConnectionHealth {
         self.events.iter()
     }
 
+    /// The newest event of any kind; unlike the row's reason it may be a probe or a success
+    /// on another route.
     pub fn last_event(&self) -> Option<&HealthEvent> {
         self.events.newest()
     }

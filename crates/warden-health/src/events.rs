@@ -19,22 +19,34 @@ use crate::time::Rfc3339;
 /// Every event type SPEC §5 names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
+    /// A login finished: a grant other than `refresh_token` got a token.
     ConnectCompleted,
+    /// A refresh token was exchanged: clears a stored IdP error.
     RefreshSucceeded,
+    /// The IdP called the grant dead: the connection needs reauth.
     RefreshFailedRevoked,
+    /// The token endpoint failed in a way that may pass.
     RefreshFailedTransient,
+    /// An mcp/api answer (or network fault) was transient: the route is degraded.
     UpstreamFailedTransient,
     /// A `terminal` verdict on an mcp/api request (only a user rule gives one, e.g. a
     /// `jsonrpc_error` rule for an expired upstream credential): it set `needs_reauth`.
     UpstreamFailedTerminal,
+    /// The first good mcp/api answer after a failure; logged on change only, so steady
+    /// traffic does not flood the ring.
     UpstreamRecovered,
+    /// Enough transient failures in a row: the route short-circuits until a probe passes.
     CircuitOpened,
+    /// A recovery probe still saw the upstream down.
     ProbeFailed,
+    /// A probe (or a reset) saw the upstream back: the route forwards again.
     CircuitClosed,
+    /// An operator reset the connection through the admin API.
     ResetAdmin,
 }
 
 impl EventType {
+    /// Every type, for labels that must be pre-registered and for exhaustive tests.
     pub const ALL: [EventType; 11] = [
         EventType::ConnectCompleted,
         EventType::RefreshSucceeded,

@@ -61,6 +61,7 @@ impl Gate {
         }
     }
 
+    /// The common case, checked first on every request.
     pub const fn is_forward(&self) -> bool {
         matches!(self, Gate::Forward)
     }

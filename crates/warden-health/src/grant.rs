@@ -9,9 +9,13 @@ use std::fmt;
 /// anything else is `Other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GrantType {
+    /// RFC 6749 §4.1: a user's login finishing.
     AuthorizationCode,
+    /// RFC 6749 §6: the grant coalescing and the reauth short-circuit care about.
     RefreshToken,
+    /// RFC 6749 §4.4: a machine's own credentials, no user involved.
     ClientCredentials,
+    /// RFC 6749 §4.3: a user's password sent directly.
     Password,
     /// RFC 8628.
     DeviceCode,
@@ -21,10 +25,12 @@ pub enum GrantType {
     TokenExchange,
     /// RFC 7522.
     Saml2Bearer,
+    /// Anything else, unnamed so a client cannot put its own text into events.
     Other,
 }
 
 impl GrantType {
+    /// Every grant type, for labels that must be pre-registered and for exhaustive tests.
     pub const ALL: [GrantType; 9] = [
         GrantType::AuthorizationCode,
         GrantType::RefreshToken,

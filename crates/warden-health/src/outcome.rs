@@ -14,6 +14,7 @@ use crate::grant::GrantType;
 /// attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenOutcome<'a> {
+    /// Decides whether the connection needs reauth or the route failed.
     pub verdict: Verdict,
     /// The event the policy engine named for it.
     pub event: Event,
@@ -22,6 +23,7 @@ pub struct TokenOutcome<'a> {
     pub code: Option<&'a str>,
     /// `None` for a network fault.
     pub status: Option<u16>,
+    /// The network fault, when `status` is `None`, so events can say what broke.
     pub error_kind: Option<ErrorKind>,
     /// Why the TLS handshake failed, when `error_kind` is `tls`.
     pub tls_detail: Option<TlsDetail>,
@@ -69,15 +71,20 @@ impl<'a> TokenOutcome<'a> {
 /// non-token request on the oauth route. One per attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpstreamOutcome {
+    /// Decides whether the route is degraded and whether the failure counts toward the
+    /// circuit.
     pub verdict: Verdict,
     /// `None` for a network fault.
     pub status: Option<u16>,
+    /// The network fault, when `status` is `None`, so events can say what broke.
     pub error_kind: Option<ErrorKind>,
     /// Why the TLS handshake failed, when `error_kind` is `tls`.
     pub tls_detail: Option<TlsDetail>,
 }
 
 impl UpstreamOutcome {
+    /// Copies what health needs out of the classifier's decision; the rule and code stay
+    /// behind, since only token answers store a code.
     pub fn from_decision(
         decision: &Decision,
         status: Option<u16>,
@@ -103,6 +110,7 @@ impl UpstreamOutcome {
 pub struct ProbeOutcome {
     /// `None` when no HTTP answer came (a network fault).
     pub status: Option<u16>,
+    /// The network fault, when `status` is `None`, so `probe_failed` says what broke.
     pub error_kind: Option<ErrorKind>,
     /// Why the TLS handshake failed, when `error_kind` is `tls`.
     pub tls_detail: Option<TlsDetail>,

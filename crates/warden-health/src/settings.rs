@@ -37,6 +37,7 @@ impl HealthSettings {
         self
     }
 
+    /// `role`'s circuit threshold, read on every transient failure.
     pub const fn consecutive_failures(&self, role: Role) -> u32 {
         self.consecutive_failures[crate::role_index(role)]
     }

@@ -15,11 +15,14 @@ use crate::time::Rfc3339;
 /// One route's circuit, as the row shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CircuitState {
+    /// Requests go to the upstream.
     Closed,
+    /// The route answers 503 itself while the prober waits for the upstream.
     Open,
 }
 
 impl CircuitState {
+    /// The word the health API and `warden status` show.
     pub const fn as_str(self) -> &'static str {
         match self {
             CircuitState::Closed => "closed",
@@ -126,15 +129,20 @@ impl serde::Serialize for RouteMap {
 /// `{"name","state","has_oauth","needs_reauth","token_acquired","idp_error_code","circuit","routes","reason","last_event","degraded_by"}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HealthRow {
+    /// The connection's name, the row's key.
     pub name: String,
+    /// The one-word summary the badge and the exit code of `warden status` come from.
     pub state: State,
     /// The connection has an oauth route.
     pub has_oauth: bool,
+    /// A terminal answer waits for a new login or a reset.
     pub needs_reauth: bool,
+    /// A token answer has succeeded at least once.
     pub token_acquired: bool,
     /// SPEC §6's rule: the newest token failure's code, cleared by a newer success or a
     /// reset, never hidden by bookkeeping events.
     pub idp_error_code: Option<String>,
+    /// Each route's circuit, so the page can say which route is cut off.
     pub circuit: CircuitMap,
     /// Each route's newest outcome: what the `degraded` derivation reads.
     pub routes: RouteMap,
@@ -142,6 +150,7 @@ pub struct HealthRow {
     /// `needs_reauth`, the failure that opened the circuit, or the failing routes' newest
     /// failure. Unlike `last_event`, it never contradicts the state.
     pub reason: Option<HealthEvent>,
+    /// The newest event of any kind, with its age on the page: shows the record is alive.
     pub last_event: Option<HealthEvent>,
     /// When a route is failing, which kind of request its newest failure was
     /// (`token_response` or `upstream`), else null: the status page's `refresh failing` vs
@@ -163,8 +172,10 @@ fn outcome_source<S: serde::Serializer>(
 /// `GET /api/v1/connections/{name}`: the row plus `"events"`, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HealthDetail {
+    /// The same fields as the list, so a client reads both with one type.
     #[serde(flatten)]
     pub row: HealthRow,
+    /// The ring's events, newest first, as the History view shows them.
     pub events: Vec<HealthEvent>,
 }
 

@@ -7,9 +7,13 @@ use std::fmt;
 /// `Ord` compares severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum State {
+    /// Every route's newest outcome was good (or there was none yet).
     Healthy,
+    /// At least one route's newest outcome was a transient failure.
     Degraded,
+    /// At least one route is short-circuited.
     CircuitOpen,
+    /// A terminal answer waits for a new login or a reset.
     NeedsReauth,
 }
 
@@ -60,6 +64,7 @@ pub enum OutcomeSource {
 }
 
 impl OutcomeSource {
+    /// The `degraded_by` value of the health API.
     pub const fn as_str(self) -> &'static str {
         match self {
             OutcomeSource::TokenResponse => "token_response",

@@ -10,6 +10,7 @@ use crate::observation::Observation;
 /// The outcome of [`crate::Policy::classify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
+    /// What health, retries and metrics act on.
     pub verdict: Verdict,
     /// `Never` when the deciding rule said `retry: never`; built-in rows always say
     /// `Default` (whether a retry is *safe* is the proxy's call, SPEC §5).
@@ -52,6 +53,7 @@ pub enum RuleRef {
 }
 
 impl RuleRef {
+    /// The bare name, as logs and events show it (without `builtin:` or the rule index).
     pub fn name(&self) -> &str {
         match self {
             RuleRef::Builtin(name) => name,
@@ -72,13 +74,18 @@ impl std::fmt::Display for RuleRef {
 /// Events a token response implies (SPEC §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Event {
+    /// A login finished: a grant other than `refresh_token` got a token.
     ConnectCompleted,
+    /// A refresh token was exchanged for a new access token.
     RefreshSucceeded,
+    /// The IdP said the grant is dead (a terminal answer): someone must log in again.
     RefreshFailedRevoked,
+    /// The token endpoint failed in a way that may pass (429, 5xx, a network fault).
     RefreshFailedTransient,
 }
 
 impl Event {
+    /// Every event, for labels that must be pre-registered and for exhaustive tests.
     pub const ALL: [Event; 4] = [
         Event::ConnectCompleted,
         Event::RefreshSucceeded,

@@ -80,6 +80,7 @@ impl Policy {
         self.rules.len()
     }
 
+    /// True when only the built-in tables decide.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }

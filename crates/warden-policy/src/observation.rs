@@ -107,7 +107,11 @@ pub struct Observation<'a> {
     pub mcp_tool_error: bool,
     /// The network fault, when `status` is `None`.
     pub error_kind: Option<ErrorKind>,
+    /// The answer's headers, for `header` rules; a lookup rather than a map so the proxy
+    /// lends its own header map without copying it.
     pub response_headers: &'a dyn HeaderLookup,
+    /// The request's headers, for `request_header` rules and `Mcp-Session-Id`; borrowed
+    /// for the same reason.
     pub request_headers: &'a dyn HeaderLookup,
 }
 

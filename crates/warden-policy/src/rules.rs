@@ -13,13 +13,18 @@ use crate::observation::{HeaderLookup, Observation};
 /// an error and not a panic, because a reload must never bring the proxy down.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    /// A header condition's value regex did not compile.
     #[error("policy.rules[{index}] `{rule}`: {key}.{header}: invalid regex: {source}")]
     Regex {
+        /// Position in `policy.rules`, so the message points at the file.
         index: usize,
+        /// The rule's name, for the operator who knows rules by name.
         rule: String,
         /// `header` or `request_header`.
         key: &'static str,
+        /// The header name the regex belongs to.
         header: String,
+        /// The regex engine's own reason.
         #[source]
         source: regex::Error,
     },

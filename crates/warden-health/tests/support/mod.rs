@@ -12,24 +12,24 @@ use warden_health::{
 use warden_policy::{Observation, Policy};
 
 /// One step of a table-driven test: something that happens to a connection.
-pub type Step = fn(&mut ConnectionHealth) -> Changes;
+pub(crate) type Step = fn(&mut ConnectionHealth) -> Changes;
 
-pub const NAME: &str = "crm";
+pub(crate) const NAME: &str = "crm";
 
 /// 2023-11-14T22:13:20Z.
-pub const EPOCH_SECS: u64 = 1_700_000_000;
+pub(crate) const EPOCH_SECS: u64 = 1_700_000_000;
 
-pub fn at_ms(ms: u64) -> SystemTime {
+pub(crate) fn at_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(EPOCH_SECS) + Duration::from_millis(ms)
 }
 
 /// A fresh, increasing timestamp per call: events get distinct times.
-pub fn tick() -> SystemTime {
+pub(crate) fn tick() -> SystemTime {
     static CLOCK: AtomicU64 = AtomicU64::new(0);
     at_ms(CLOCK.fetch_add(1, Ordering::Relaxed))
 }
 
-pub fn health(roles: &[Role], threshold: u32, events: usize) -> ConnectionHealth {
+pub(crate) fn health(roles: &[Role], threshold: u32, events: usize) -> ConnectionHealth {
     let settings = roles.iter().fold(HealthSettings::new(events), |s, &r| {
         s.with_consecutive_failures(r, threshold)
     });
@@ -37,12 +37,12 @@ pub fn health(roles: &[Role], threshold: u32, events: usize) -> ConnectionHealth
 }
 
 /// mcp + oauth, ring of 50.
-pub fn crm(threshold: u32) -> ConnectionHealth {
+pub(crate) fn crm(threshold: u32) -> ConnectionHealth {
     health(&[Role::Mcp, Role::Oauth], threshold, 50)
 }
 
 /// One token response, classified by the built-in tables.
-pub fn token(
+pub(crate) fn token(
     h: &mut ConnectionHealth,
     grant: &str,
     status: Option<u16>,
@@ -66,30 +66,30 @@ pub fn token(
     h.record_token(outcome, tick())
 }
 
-pub fn login_ok(h: &mut ConnectionHealth) -> Changes {
+pub(crate) fn login_ok(h: &mut ConnectionHealth) -> Changes {
     token(h, "authorization_code", Some(200), None, true, None)
 }
 
-pub fn refresh_ok(h: &mut ConnectionHealth) -> Changes {
+pub(crate) fn refresh_ok(h: &mut ConnectionHealth) -> Changes {
     token(h, "refresh_token", Some(200), None, true, None)
 }
 
 /// A refresh grant answered with `status` and an optional `error` code.
-pub fn refresh_err(h: &mut ConnectionHealth, status: u16, error: Option<&str>) -> Changes {
+pub(crate) fn refresh_err(h: &mut ConnectionHealth, status: u16, error: Option<&str>) -> Changes {
     token(h, "refresh_token", Some(status), error, false, None)
 }
 
-pub fn refresh_fault(h: &mut ConnectionHealth, kind: ErrorKind) -> Changes {
+pub(crate) fn refresh_fault(h: &mut ConnectionHealth, kind: ErrorKind) -> Changes {
     token(h, "refresh_token", None, None, false, Some(kind))
 }
 
 /// A new login answered with `status` and an optional `error` code.
-pub fn login_err(h: &mut ConnectionHealth, status: u16, error: Option<&str>) -> Changes {
+pub(crate) fn login_err(h: &mut ConnectionHealth, status: u16, error: Option<&str>) -> Changes {
     token(h, "authorization_code", Some(status), error, false, None)
 }
 
 /// One non-token answer on `role`, classified by the built-in tables.
-pub fn answer(h: &mut ConnectionHealth, role: Role, status: u16) -> Changes {
+pub(crate) fn answer(h: &mut ConnectionHealth, role: Role, status: u16) -> Changes {
     let obs = Observation {
         status: Some(status),
         ..Observation::new(role, "POST", "/mcp")
@@ -103,7 +103,7 @@ pub fn answer(h: &mut ConnectionHealth, role: Role, status: u16) -> Changes {
 }
 
 /// One network fault on `role`.
-pub fn fault(h: &mut ConnectionHealth, role: Role, kind: ErrorKind) -> Changes {
+pub(crate) fn fault(h: &mut ConnectionHealth, role: Role, kind: ErrorKind) -> Changes {
     let obs = Observation {
         error_kind: Some(kind),
         ..Observation::new(role, "POST", "/mcp")
@@ -116,15 +116,15 @@ pub fn fault(h: &mut ConnectionHealth, role: Role, kind: ErrorKind) -> Changes {
     )
 }
 
-pub fn probe(h: &mut ConnectionHealth, role: Role, status: u16) -> Changes {
+pub(crate) fn probe(h: &mut ConnectionHealth, role: Role, status: u16) -> Changes {
     h.record_probe(role, ProbeOutcome::answered(status, None), tick())
 }
 
-pub fn probe_fault(h: &mut ConnectionHealth, role: Role, kind: ErrorKind) -> Changes {
+pub(crate) fn probe_fault(h: &mut ConnectionHealth, role: Role, kind: ErrorKind) -> Changes {
     h.record_probe(role, ProbeOutcome::fault(kind, None), tick())
 }
 
 /// Event types, newest first.
-pub fn types(h: &ConnectionHealth) -> Vec<&'static str> {
+pub(crate) fn types(h: &ConnectionHealth) -> Vec<&'static str> {
     h.events().map(|e| e.kind.as_str()).collect()
 }

@@ -4,10 +4,10 @@
 use warden_config::{ErrorKind, Role};
 use warden_policy::Observation;
 
-pub const TOKEN_PATH: &str = "/oauth2/token";
+pub(crate) const TOKEN_PATH: &str = "/oauth2/token";
 
 #[derive(Debug, Clone)]
-pub struct Ex {
+pub(crate) struct Ex {
     pub role: Role,
     pub method: &'static str,
     pub path: &'static str,
@@ -23,7 +23,7 @@ pub struct Ex {
 }
 
 /// A token request (`refresh_token` grant unless changed) answered with `status`.
-pub fn token(status: u16) -> Ex {
+pub(crate) fn token(status: u16) -> Ex {
     Ex {
         role: Role::Oauth,
         method: "POST",
@@ -41,7 +41,7 @@ pub fn token(status: u16) -> Ex {
 }
 
 /// A token request that failed below HTTP.
-pub fn token_net(kind: ErrorKind) -> Ex {
+pub(crate) fn token_net(kind: ErrorKind) -> Ex {
     Ex {
         status: None,
         kind: Some(kind),
@@ -51,7 +51,7 @@ pub fn token_net(kind: ErrorKind) -> Ex {
 }
 
 /// An mcp `POST /mcp` answered with `status`.
-pub fn mcp(status: u16) -> Ex {
+pub(crate) fn mcp(status: u16) -> Ex {
     Ex {
         role: Role::Mcp,
         method: "POST",
@@ -69,7 +69,7 @@ pub fn mcp(status: u16) -> Ex {
 }
 
 /// An api `GET /v1/items` answered with `status`.
-pub fn api(status: u16) -> Ex {
+pub(crate) fn api(status: u16) -> Ex {
     Ex {
         role: Role::Api,
         method: "GET",
@@ -80,7 +80,7 @@ pub fn api(status: u16) -> Ex {
 }
 
 /// A non-token request on an oauth route (e.g. the authorize page, JWKS).
-pub fn oauth_other(status: u16) -> Ex {
+pub(crate) fn oauth_other(status: u16) -> Ex {
     Ex {
         role: Role::Oauth,
         method: "GET",
@@ -90,7 +90,7 @@ pub fn oauth_other(status: u16) -> Ex {
     }
 }
 
-pub fn net(role: Role, kind: ErrorKind) -> Ex {
+pub(crate) fn net(role: Role, kind: ErrorKind) -> Ex {
     Ex {
         role,
         status: None,
@@ -101,40 +101,40 @@ pub fn net(role: Role, kind: ErrorKind) -> Ex {
 }
 
 impl Ex {
-    pub fn error(mut self, e: &str) -> Self {
+    pub(crate) fn error(mut self, e: &str) -> Self {
         self.error = Some(e.to_owned());
         self
     }
-    pub fn access_token(mut self) -> Self {
+    pub(crate) fn access_token(mut self) -> Self {
         self.access_token = true;
         self
     }
-    pub fn grant(mut self, g: Option<&'static str>) -> Self {
+    pub(crate) fn grant(mut self, g: Option<&'static str>) -> Self {
         self.grant = g;
         self
     }
-    pub fn jsonrpc(mut self, c: i64) -> Self {
+    pub(crate) fn jsonrpc(mut self, c: i64) -> Self {
         self.jsonrpc = Some(c);
         self
     }
-    pub fn req(mut self, name: &'static str, value: &'static str) -> Self {
+    pub(crate) fn req(mut self, name: &'static str, value: &'static str) -> Self {
         self.req.push((name, value));
         self
     }
-    pub fn resp(mut self, name: &'static str, value: &'static str) -> Self {
+    pub(crate) fn resp(mut self, name: &'static str, value: &'static str) -> Self {
         self.resp.push((name, value));
         self
     }
-    pub fn method(mut self, m: &'static str) -> Self {
+    pub(crate) fn method(mut self, m: &'static str) -> Self {
         self.method = m;
         self
     }
-    pub fn path(mut self, p: &'static str) -> Self {
+    pub(crate) fn path(mut self, p: &'static str) -> Self {
         self.path = p;
         self
     }
 
-    pub fn obs(&self) -> Observation<'_> {
+    pub(crate) fn obs(&self) -> Observation<'_> {
         Observation {
             role: self.role,
             method: self.method,
