@@ -8,6 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use strum::{EnumCount as _, VariantArray as _};
+
+use crate::variants::variant_array;
+
 /// A whole, validated proxy.yaml.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -74,7 +78,24 @@ impl Connection {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Role {
     Mcp,
     Api,
@@ -82,14 +103,10 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Mcp, Role::Api, Role::Oauth];
+    pub const ALL: [Role; Role::COUNT] = variant_array(Role::VARIANTS);
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Mcp => "mcp",
-            Role::Api => "api",
-            Role::Oauth => "oauth",
-        }
+        self.into()
     }
 }
 
@@ -103,14 +120,10 @@ impl std::str::FromStr for Role {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "mcp" => Ok(Role::Mcp),
-            "api" => Ok(Role::Api),
-            "oauth" => Ok(Role::Oauth),
-            other => Err(format!(
-                "unknown role `{other}` (expected mcp, api or oauth)"
-            )),
-        }
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| format!("unknown role `{s}` (expected mcp, api or oauth)"))
     }
 }
 
@@ -127,7 +140,8 @@ pub struct Route {
     pub circuit: Circuit,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Scheme {
     Http,
     Https,
@@ -135,10 +149,7 @@ pub enum Scheme {
 
 impl Scheme {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
+        self.into()
     }
 }
 
@@ -258,7 +269,22 @@ pub struct Then {
     pub retry: RetryMode,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Verdict {
     Ok,
     Transient,
@@ -268,26 +294,15 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 5] = [
-        Verdict::Ok,
-        Verdict::Transient,
-        Verdict::Terminal,
-        Verdict::Auth,
-        Verdict::ClientError,
-    ];
+    pub const ALL: [Verdict; Verdict::COUNT] = variant_array(Verdict::VARIANTS);
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Ok => "ok",
-            Verdict::Transient => "transient",
-            Verdict::Terminal => "terminal",
-            Verdict::Auth => "auth",
-            Verdict::ClientError => "client_error",
-        }
+        self.into()
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum RetryMode {
     #[default]
     Default,
@@ -297,7 +312,21 @@ pub enum RetryMode {
 /// Why a TLS handshake with an upstream failed (SPEC §5, `tls_detail`): a closed set, so
 /// an operator can tell a missing CA from a wrong `server_name` or an expired certificate
 /// without reading rustls' debug output, and a label or field built from it stays bounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum TlsDetail {
     /// The upstream's chain does not lead to a trusted root (`tls.ca_file`, self-signed).
     UnknownCa,
@@ -313,24 +342,10 @@ pub enum TlsDetail {
 }
 
 impl TlsDetail {
-    pub const ALL: [TlsDetail; 6] = [
-        TlsDetail::UnknownCa,
-        TlsDetail::NameMismatch,
-        TlsDetail::Expired,
-        TlsDetail::NotYetValid,
-        TlsDetail::ClientCertRejected,
-        TlsDetail::Handshake,
-    ];
+    pub const ALL: [TlsDetail; TlsDetail::COUNT] = variant_array(TlsDetail::VARIANTS);
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            TlsDetail::UnknownCa => "unknown_ca",
-            TlsDetail::NameMismatch => "name_mismatch",
-            TlsDetail::Expired => "expired",
-            TlsDetail::NotYetValid => "not_yet_valid",
-            TlsDetail::ClientCertRejected => "client_cert_rejected",
-            TlsDetail::Handshake => "handshake",
-        }
+        self.into()
     }
 }
 
@@ -341,7 +356,22 @@ impl std::fmt::Display for TlsDetail {
 }
 
 /// Why an upstream exchange failed below HTTP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorKind {
     Connect,
     Timeout,
@@ -351,21 +381,9 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] = [
-        ErrorKind::Connect,
-        ErrorKind::Timeout,
-        ErrorKind::Reset,
-        ErrorKind::Tls,
-        ErrorKind::Dns,
-    ];
+    pub const ALL: [ErrorKind; ErrorKind::COUNT] = variant_array(ErrorKind::VARIANTS);
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Connect => "connect",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Reset => "reset",
-            ErrorKind::Tls => "tls",
-            ErrorKind::Dns => "dns",
-        }
+        self.into()
     }
 }
