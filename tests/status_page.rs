@@ -36,15 +36,12 @@ fn browser_tools() -> Option<(PathBuf, PathBuf)> {
     Some((chromium, driver))
 }
 
-/// A chromedriver process and the browser session it drives. Dropping it ends both: the
-/// driver runs in its own process group, and the whole group (driver, browser and the
-/// browser's helpers) is killed, pass or fail.
+/// A chromedriver process and the browser session it drives (through fantoccini). Dropping
+/// it ends both: the driver runs in its own process group, and the whole group (driver,
+/// browser and the browser's helpers) is killed, pass or fail.
 struct Browser {
     driver: Child,
-    chromium: PathBuf,
-    base: String,
-    session: String,
-    client: HttpClient,
+    client: fantoccini::Client,
     _profile: tempfile::TempDir,
 }
 
@@ -63,7 +60,9 @@ fn spawn_driver(chromedriver: &std::path::Path) -> Option<(Child, u16)> {
     };
     let stdout = driver.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
-    // Keeps draining after the port line so the driver never blocks on a full pipe.
+    // Keeps draining after the port line so the driver never blocks on a full pipe. The
+    // sender goes when stdout closes, so a driver that exits early is seen at once rather
+    // than at the deadline.
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
@@ -79,157 +78,127 @@ fn spawn_driver(chromedriver: &std::path::Path) -> Option<(Child, u16)> {
     match rx.recv_timeout(DEADLINE) {
         Ok(port) => Some((driver, port)),
         Err(_) => {
-            let _ = driver.kill();
-            let _ = driver.wait();
+            kill_group(&mut driver);
             None
         }
     }
 }
 
+/// Kills `driver`'s process group (the driver and every browser process) and reaps it.
+fn kill_group(driver: &mut Child) {
+    // The negative pid names the process group.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", driver.id())])
+        .stderr(Stdio::null())
+        .status();
+    let _ = driver.kill();
+    let _ = driver.wait();
+}
+
+/// A headless Chromium session on the chromedriver at `port`, its profile in `profile`.
+async fn session(
+    chromium: &Path,
+    port: u16,
+    profile: &Path,
+) -> Result<fantoccini::Client, fantoccini::error::NewSessionError> {
+    let args = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,720",
+        &format!("--user-data-dir={}", profile.display()),
+    ];
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("browserName".to_owned(), json!("chrome"));
+    capabilities.insert(
+        "goog:chromeOptions".to_owned(),
+        json!({ "binary": chromium, "args": args }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    fantoccini::ClientBuilder::new(connector)
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+}
+
 impl Browser {
+    /// chromedriver and a session on it. A start that fails (chromedriver on `--port=0`
+    /// was seen once to end at start without reporting a port, under a full-suite load) is
+    /// killed and retried, three starts at most.
     async fn start((chromium, chromedriver): (PathBuf, PathBuf)) -> Browser {
-        // chromedriver on --port=0 was seen once to end at start without reporting a port
-        // (under a full-suite load; the cause is not pinned down): a new one is started.
-        let mut started = None;
+        let mut failures = Vec::new();
         for _ in 0..3 {
-            if let Some(pair) = spawn_driver(&chromedriver) {
-                started = Some(pair);
-                break;
+            let Some((mut driver, port)) = spawn_driver(&chromedriver) else {
+                failures.push("chromedriver exited without reporting a port".to_owned());
+                continue;
+            };
+            let profile = tempfile::tempdir().expect("profile dir");
+            match session(&chromium, port, profile.path()).await {
+                Ok(client) => {
+                    return Browser {
+                        driver,
+                        client,
+                        _profile: profile,
+                    };
+                }
+                Err(err) => {
+                    kill_group(&mut driver);
+                    failures.push(format!("no WebDriver session: {err}"));
+                }
             }
         }
-        let (driver, port) = started.expect("chromedriver exited three times without serving");
-        let profile = tempfile::tempdir().expect("profile dir");
-        let mut browser = Browser {
-            driver,
-            chromium,
-            base: String::new(),
-            session: String::new(),
-            client: http_client(),
-            _profile: profile,
-        };
-        browser.base = format!("http://127.0.0.1:{port}");
-
-        let args = [
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--window-size=1280,720",
-            &format!("--user-data-dir={}", browser._profile.path().display()),
-        ];
-        let session = browser
-            .command(
-                http::Method::POST,
-                "/session",
-                json!({ "capabilities": { "alwaysMatch": {
-                    "browserName": "chrome",
-                    "goog:chromeOptions": { "binary": browser.chromium, "args": args },
-                }}}),
-            )
-            .await;
-        browser.session = session["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {session}"))
-            .to_owned();
-        browser
-    }
-
-    /// One WebDriver command; the answer's `value`. A WebDriver error fails the test.
-    async fn command(&self, method: http::Method, path: &str, body: Value) -> Value {
-        let url = if path == "/session" {
-            format!("{}{path}", self.base)
-        } else {
-            format!("{}/session/{}{path}", self.base, self.session)
-        };
-        let body = if method == http::Method::GET {
-            Bytes::new()
-        } else {
-            Bytes::from(body.to_string())
-        };
-        let req = http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header("content-type", "application/json")
-            .body(Full::new(body))
-            .expect("request");
-        let answer = send(&self.client, req).await;
-        let value = answer.json()["value"].clone();
-        assert!(
-            answer.status.is_success(),
-            "WebDriver {url}: {} {value}",
-            answer.status
-        );
-        value
+        panic!("chromedriver failed three starts: {failures:?}");
     }
 
     async fn goto(&self, url: &str) {
-        self.command(http::Method::POST, "/url", json!({ "url": url }))
-            .await;
+        self.client.goto(url).await.expect("WebDriver navigate");
     }
 
     /// Runs `script` (a function body) in the page and returns what it returns.
     async fn eval(&self, script: &str) -> Value {
-        self.command(
-            http::Method::POST,
-            "/execute/sync",
-            json!({ "script": script, "args": [] }),
-        )
-        .await
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|err| panic!("WebDriver execute: {err}"))
     }
 
-    /// The element matching `css`, as a WebDriver element id.
-    async fn find(&self, css: &str) -> String {
-        let found = self
-            .command(
-                http::Method::POST,
-                "/element",
-                json!({ "using": "css selector", "value": css }),
-            )
-            .await;
-        found
-            .as_object()
-            .and_then(|o| o.values().next())
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("no element id for {css}: {found}"))
-            .to_owned()
+    /// The element matching `css`.
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|err| panic!("no element {css}: {err}"))
     }
 
     async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.command(
-            http::Method::POST,
-            &format!("/element/{id}/click"),
-            json!({}),
-        )
-        .await;
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|err| panic!("click {css}: {err}"));
     }
 
     async fn type_into(&self, css: &str, text: &str) {
-        let id = self.find(css).await;
-        self.command(
-            http::Method::POST,
-            &format!("/element/{id}/value"),
-            json!({ "text": text }),
-        )
-        .await;
+        self.find(css)
+            .await
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|err| panic!("type into {css}: {err}"));
     }
 
     /// A PNG of the whole page, cropped to its content (the `<html>` element).
     async fn screenshot(&self) -> Vec<u8> {
-        let page = self.find("html").await;
-        let b64 = self
-            .command(
-                http::Method::GET,
-                &format!("/element/{page}/screenshot"),
-                Value::Null,
-            )
-            .await;
-        decode_base64(b64.as_str().expect("base64 string"))
+        self.find("html")
+            .await
+            .screenshot()
+            .await
+            .unwrap_or_else(|err| panic!("screenshot: {err}"))
     }
 
     /// Polls `script` until `done` accepts its value; the last value on timeout, in the
@@ -248,37 +217,17 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// Ends the session, so the browser quits and reaps its own processes; dropping the
+    /// `Browser` then kills whatever is left.
+    async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // First ask the driver to close the browser, so it exits and reaps its own
-        // processes; a plain blocking exchange, as nothing can be awaited here.
-        if let Some(addr) = self.base.strip_prefix("http://")
-            && let Ok(addr) = addr.parse::<SocketAddr>()
-            && !self.session.is_empty()
-            && let Ok(mut stream) =
-                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-        {
-            use std::io::{Read as _, Write as _};
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = write!(
-                stream,
-                "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                self.session
-            );
-            // The answer comes once the browser has quit; its first bytes are enough.
-            let _ = stream.read(&mut [0u8; 256]);
-        }
-        // The negative pid names the process group: the driver and every browser process.
-        let _ = Command::new("sh")
-            .args([
-                "-c",
-                &format!("kill -KILL -{} 2>/dev/null", self.driver.id()),
-            ])
-            .status();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        kill_group(&mut self.driver);
     }
 }
 
@@ -670,31 +619,7 @@ connections:
         "{stale}"
     );
     assert_eq!(shown["rows"].as_array().map(Vec::len), Some(6));
-}
-
-/// Standard base64 (RFC 4648 §4), as WebDriver returns screenshots.
-fn decode_base64(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => panic!("not base64: {c:?}"),
-    };
-    let clean: Vec<u8> = text
-        .bytes()
-        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
-        .collect();
-    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
-    for chunk in clean.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= u32::from(value(c)) << (18 - 6 * i);
-        }
-        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
-    }
-    out
+    browser.close().await;
 }
 
 /// On a machine without chromium the browser test skips loudly, and under CI it fails:

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use warden_admin::{AdminServer, AdminState, ConnectionsApi, Phase, Readiness};
 use warden_config::{Config, Role, ZeroConfig};
+use warden_health::{HealthDetail, HealthReport, HealthRow};
 use warden_proxy::Proxy;
 use warden_proxy::health::HealthHub;
 
@@ -244,19 +245,20 @@ struct HealthApi {
 }
 
 impl ConnectionsApi for HealthApi {
-    fn health(&self) -> serde_json::Value {
-        serde_json::json!({ "connections": self.health.rows() })
+    fn health(&self) -> HealthReport {
+        HealthReport {
+            connections: self.health.rows(),
+        }
     }
 
-    fn connection(&self, name: &str) -> Option<serde_json::Value> {
-        let detail = self.health.get(name)?.detail();
-        serde_json::to_value(detail).ok()
+    fn connection(&self, name: &str) -> Option<HealthDetail> {
+        Some(self.health.get(name)?.detail())
     }
 
-    fn reset(&self, name: &str) -> Option<serde_json::Value> {
+    fn reset(&self, name: &str) -> Option<HealthRow> {
         let row = self.health.get(name)?.reset();
         tracing::info!(connection = name, "reset by admin");
-        serde_json::to_value(row).ok()
+        Some(row)
     }
 
     fn config(&self) -> Option<serde_json::Value> {

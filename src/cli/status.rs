@@ -7,13 +7,13 @@
 use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
+use warden_health::{CircuitState, GrantType, HealthEvent, HealthReport, HealthRow, State};
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -56,19 +56,21 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         Ok(answer) => answer,
         Err(err) => return Ok(unknown(&err)),
     };
-    let report: Value = match serde_json::from_slice(&body) {
+    // The rows are read with the types the admin API writes them with.
+    let report: HealthReport = match serde_json::from_slice(&body) {
         Ok(report) => report,
+        Err(err) if err.is_data() => {
+            return Ok(unknown(&format!(
+                "{url} answered JSON without a connections list ({err}): is this a warden admin listener?"
+            )));
+        }
         Err(err) => {
             return Ok(unknown(&format!(
                 "{url} did not answer JSON ({err}): is this a warden admin listener?"
             )));
         }
     };
-    let Some(rows) = rows(&report) else {
-        return Ok(unknown(&format!(
-            "{url} answered JSON without a connections list: is this a warden admin listener?"
-        )));
-    };
+    let rows = report.connections.as_slice();
 
     let mut out = std::io::stdout().lock();
     let text = if args.json {
@@ -133,7 +135,7 @@ async fn fetch(url: &hyper::Uri) -> Result<(Bytes, Option<SystemTime>), String> 
         .headers()
         .get(hyper::header::DATE)
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_http_date);
+        .and_then(|date| httpdate::parse_http_date(date).ok());
     let body = http_body_util::Limited::new(resp.into_body(), MAX_BODY)
         .collect()
         .await
@@ -155,21 +157,10 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
-/// The rows, when `report` has the health API's shape: every row an object with a string
-/// `name` and `state`.
-fn rows(report: &Value) -> Option<&[Value]> {
-    let rows = report.get("connections")?.as_array()?;
-    rows.iter()
-        .all(|row| row["name"].is_string() && row["state"].is_string())
-        .then_some(rows.as_slice())
-}
-
-fn needs_attention(row: &Value) -> bool {
-    matches!(row["state"].as_str(), Some("needs_reauth" | "circuit_open"))
-        || row["needs_reauth"] == true
-        || row["circuit"]
-            .as_object()
-            .is_some_and(|c| c.values().any(|v| v == "open"))
+fn needs_attention(row: &HealthRow) -> bool {
+    matches!(row.state, State::NeedsReauth | State::CircuitOpen)
+        || row.needs_reauth
+        || row.circuit.iter().any(|(_, c)| c == CircuitState::Open)
 }
 
 /// REASON is the event that explains the state (blank when healthy); LAST EVENT is merely
@@ -186,7 +177,7 @@ const HEADERS: [&str; 7] = [
 
 /// The aligned table. Colour, when on, marks only the state (and open circuits): padding is
 /// computed on the plain text so escape codes never shift a column.
-fn table(rows: &[Value], now: SystemTime, colour: bool) -> String {
+fn table(rows: &[HealthRow], now: SystemTime, colour: bool) -> String {
     let cells: Vec<[String; 7]> = rows.iter().map(|row| cells(row, now)).collect();
     let mut widths = HEADERS.map(str::len);
     for row in &cells {
@@ -216,14 +207,9 @@ fn table(rows: &[Value], now: SystemTime, colour: bool) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    for row in rows.iter().filter(|r| r["state"] == "needs_reauth") {
-        let code = row["idp_error_code"].as_str();
-        let _ = writeln!(
-            out,
-            "\n{}: {}",
-            row["name"].as_str().unwrap_or_default(),
-            reauth_advice(code)
-        );
+    for row in rows.iter().filter(|r| r.state == State::NeedsReauth) {
+        let code = row.idp_error_code.as_deref();
+        let _ = writeln!(out, "\n{}: {}", row.name, reauth_advice(code));
     }
     out
 }
@@ -255,64 +241,51 @@ fn paint(text: &str, sgr: &str) -> String {
 }
 
 /// `type role status error_kind [grant]`: an event in one cell.
-fn describe(event: &Value) -> String {
-    if !event.is_object() {
+fn describe(event: Option<&HealthEvent>) -> String {
+    let Some(event) = event else {
         return "-".to_owned();
+    };
+    let mut parts = vec![event.kind.as_str().to_owned()];
+    if let Some(role) = event.role {
+        parts.push(role.as_str().to_owned());
     }
-    let mut parts = vec![
-        event["type"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .unwrap_or("-")
-            .to_owned(),
-    ];
-    if let Some(role) = event["role"].as_str() {
-        parts.push(role.to_owned());
-    }
-    if let Some(status) = event["status"].as_u64() {
+    if let Some(status) = event.status {
         parts.push(status.to_string());
     }
-    if let Some(kind) = event["error_kind"].as_str() {
-        parts.push(kind.to_owned());
+    if let Some(kind) = event.error_kind {
+        parts.push(kind.as_str().to_owned());
     }
     // A failed client_credentials grant is not a failed refresh, whatever the type says.
-    if let Some(grant) = event["grant_type"].as_str()
-        && grant != "refresh_token"
+    if let Some(grant) = event.grant_type
+        && grant != GrantType::RefreshToken
     {
         parts.push(format!("grant={grant}"));
     }
     parts.join(" ")
 }
 
-fn cells(row: &Value, now: SystemTime) -> [String; 7] {
-    let text = |v: &Value| {
-        v.as_str()
-            .filter(|s| !s.is_empty())
-            .unwrap_or("-")
-            .to_owned()
+fn cells(row: &HealthRow, now: SystemTime) -> [String; 7] {
+    let text = |v: Option<&str>| v.filter(|s| !s.is_empty()).unwrap_or("-").to_owned();
+    let circuits: Vec<String> = row
+        .circuit
+        .iter()
+        .map(|(role, state)| format!("{role}:{}", state.as_str()))
+        .collect();
+    let circuits = if circuits.is_empty() {
+        "-".to_owned()
+    } else {
+        circuits.join(",")
     };
-    let circuits = row["circuit"]
-        .as_object()
-        .filter(|c| !c.is_empty())
-        .map(|c| {
-            c.iter()
-                .map(|(role, state)| format!("{role}:{}", state.as_str().unwrap_or("?")))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_else(|| "-".to_owned());
-    let event = &row["last_event"];
-    let age = event["at"]
-        .as_str()
-        .and_then(parse_rfc3339)
-        .map(|at| age(now.duration_since(at).unwrap_or(Duration::ZERO)))
+    let event = row.last_event.as_ref();
+    let age = event
+        .map(|event| age(now.duration_since(event.at).unwrap_or(Duration::ZERO)))
         .unwrap_or_else(|| "-".to_owned());
     [
-        text(&row["name"]),
-        text(&row["state"]),
+        text(Some(&row.name)),
+        row.state.as_str().to_owned(),
         circuits,
-        text(&row["idp_error_code"]),
-        describe(&row["reason"]),
+        text(row.idp_error_code.as_deref()),
+        describe(row.reason.as_ref()),
         describe(event),
         age,
     ]
@@ -329,89 +302,9 @@ fn age(d: Duration) -> String {
     }
 }
 
-/// `2025-05-17T18:53:00.123Z` (the API's format: UTC, optional fraction).
-fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    let (date, time) = s.strip_suffix('Z')?.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<u64>().ok());
-    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
-    let (h, m, sec) = (t.next()??, t.next()??, t.next()??);
-    let millis = match frac.len() {
-        0 => 0,
-        n => frac.get(..n.min(3))?.parse::<u64>().ok()? * 10u64.pow(3 - n.min(3) as u32),
-    };
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    let secs = days_from_civil(year, month, day)? * 86_400 + h * 3_600 + m * 60 + sec;
-    Some(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis))
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110's IMF-fixdate, what hyper sends).
-fn parse_http_date(s: &str) -> Option<SystemTime> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let mut parts = s.split_whitespace().skip(1);
-    let day: u64 = parts.next()?.parse().ok()?;
-    let month_name = parts.next()?;
-    let month = MONTHS.iter().position(|m| *m == month_name)? as u64 + 1;
-    let year = parts.next()?;
-    let time = parts.next()?;
-    (parts.next()? == "GMT").then_some(())?;
-    parse_rfc3339(&format!("{year}-{month:02}-{day:02}T{time}Z"))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`), `None` before the epoch.
-fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
-    let y = if month <= 2 {
-        year.checked_sub(1)?
-    } else {
-        year
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe).checked_sub(719_468)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps() {
-        let at = parse_rfc3339("2025-05-17T18:53:00.123Z").expect("parses");
-        assert_eq!(
-            at.duration_since(UNIX_EPOCH).expect("after").as_millis(),
-            1_747_507_980_123
-        );
-        assert_eq!(
-            parse_rfc3339("1970-01-01T00:00:00Z"),
-            Some(UNIX_EPOCH),
-            "no fraction"
-        );
-        assert_eq!(
-            parse_http_date("Sat, 17 May 2025 18:53:00 GMT"),
-            Some(UNIX_EPOCH + Duration::from_secs(1_747_507_980))
-        );
-        assert_eq!(
-            parse_rfc3339("2024-02-29T00:00:00.000Z"),
-            Some(UNIX_EPOCH + Duration::from_secs(1_709_164_800))
-        );
-        for bad in [
-            "",
-            "2025-05-17",
-            "2025-13-01T00:00:00Z",
-            "x-05-17T18:53:00Z",
-        ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn ages() {
@@ -447,7 +340,7 @@ mod tests {
 
     #[test]
     fn columns_stay_aligned_with_colour() {
-        let rows: Vec<Value> = serde_json::from_str(
+        let rows: Vec<HealthRow> = serde_json::from_str(
             r#"[{"name":"crm","state":"needs_reauth","idp_error_code":"invalid_client","circuit":{"mcp":"open"},"last_event":null},
                 {"name":"a-much-longer-name","state":"healthy","circuit":{},"last_event":null}]"#,
         )

@@ -21,6 +21,7 @@ use hyper_util::server::conn::auto;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use warden_health::{HealthDetail, HealthReport, HealthRow};
 
 /// Where the process is in its life, as `/readyz` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,15 +54,16 @@ impl Readiness {
 }
 
 /// The connection-health side of the admin API, implemented by whoever holds the health
-/// records (the admin crate knows nothing of the proxy).
+/// records (the admin crate knows nothing of the proxy). The rows are warden-health's
+/// types, which `warden status` reads back: one definition of the JSON for both sides.
 pub trait ConnectionsApi: Send + Sync {
     /// `{"connections":[row, ...]}` (SPEC §6).
-    fn health(&self) -> serde_json::Value;
+    fn health(&self) -> HealthReport;
     /// One row plus its `events`, newest first; `None` for an unknown name.
-    fn connection(&self, name: &str) -> Option<serde_json::Value>;
+    fn connection(&self, name: &str) -> Option<HealthDetail>;
     /// Clears needs_reauth and circuits and records `reset_admin`; the row afterwards, or
     /// `None` for an unknown name.
-    fn reset(&self, name: &str) -> Option<serde_json::Value>;
+    fn reset(&self, name: &str) -> Option<HealthRow>;
     /// The effective config, secrets redacted (`GET /api/v1/config`); `None` answers 404.
     fn config(&self) -> Option<serde_json::Value> {
         None
@@ -276,7 +278,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Full<Bytes>> {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;

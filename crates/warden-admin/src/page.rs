@@ -4,10 +4,13 @@
 
 use std::sync::LazyLock;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
+use ring::digest::{SHA256, digest};
 
 /// The page: markup, style and script in one file, no external reference of any kind.
 pub(crate) const STATUS_HTML: &str = include_str!("../assets/status.html");
@@ -20,7 +23,7 @@ pub(crate) const STATUS_HTML: &str = include_str!("../assets/status.html");
 static CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
     let hash = |tag: &str| {
         inline_block(STATUS_HTML, tag)
-            .map(|body| format!("'sha256-{}'", base64(&sha256(body.as_bytes()))))
+            .map(|body| format!("'sha256-{}'", sha256_base64(body)))
             .unwrap_or_else(|| "'none'".to_owned())
     };
     let policy = format!(
@@ -57,6 +60,11 @@ pub(crate) fn status_page() -> Response<Full<Bytes>> {
     resp
 }
 
+/// A CSP hash source's value: the standard (padded) base64 of the block's SHA-256.
+fn sha256_base64(block: &str) -> String {
+    STANDARD.encode(digest(&SHA256, block.as_bytes()))
+}
+
 /// The text between `<tag>` and `</tag>`: what a CSP hash covers, byte for byte.
 fn inline_block<'a>(html: &'a str, tag: &str) -> Option<&'a str> {
     let open = format!("<{tag}>");
@@ -65,142 +73,37 @@ fn inline_block<'a>(html: &'a str, tag: &str) -> Option<&'a str> {
     Some(&html[start..end])
 }
 
-/// SHA-256 (FIPS 180-4). Small enough to keep here rather than pull a crypto crate into
-/// the admin listener for two hashes of a constant.
-fn sha256(data: &[u8]) -> [u8; 32] {
-    const K: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-        0xc67178f2,
-    ];
-    let mut h: [u32; 8] = [
-        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-        0x5be0cd19,
-    ];
-    let mut message = data.to_vec();
-    message.push(0x80);
-    while message.len() % 64 != 56 {
-        message.push(0);
-    }
-    message.extend_from_slice(&((data.len() as u64) * 8).to_be_bytes());
-    for block in message.chunks_exact(64) {
-        let mut w = [0u32; 64];
-        for (i, word) in block.chunks_exact(4).enumerate() {
-            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for i in 16..64 {
-            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16]
-                .wrapping_add(s0)
-                .wrapping_add(w[i - 7])
-                .wrapping_add(s1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
-        for i in 0..64 {
-            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
-            let ch = (e & f) ^ (!e & g);
-            let t1 = hh
-                .wrapping_add(s1)
-                .wrapping_add(ch)
-                .wrapping_add(K[i])
-                .wrapping_add(w[i]);
-            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
-            let maj = (a & b) ^ (a & c) ^ (b & c);
-            let t2 = s0.wrapping_add(maj);
-            hh = g;
-            g = f;
-            f = e;
-            e = d.wrapping_add(t1);
-            d = c;
-            c = b;
-            b = a;
-            a = t1.wrapping_add(t2);
-        }
-        for (state, v) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
-            *state = state.wrapping_add(v);
-        }
-    }
-    let mut out = [0u8; 32];
-    for (chunk, word) in out.chunks_exact_mut(4).zip(h) {
-        chunk.copy_from_slice(&word.to_be_bytes());
-    }
-    out
-}
-
-/// Standard base64 with padding, as CSP hash sources are written.
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> shift & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
+    /// The hashes of the page's inline blocks, computed apart from this code:
+    /// `printf %s "$BLOCK" | openssl dgst -sha256 -binary | base64`, where `$BLOCK` is the
+    /// text between `<script>` and `</script>` (resp. `<style>`) of assets/status.html.
+    /// Editing the page changes them: recompute and paste.
+    const SCRIPT_HASH: &str = "+WnbD49x6qCNSYQOPm1upx09+lHDi9bp6gTLjDJeYzw=";
+    const STYLE_HASH: &str = "X42LOyQ0+kcjhEnx9Ac+IVogwGwpny2OUi+pYVv8mPg=";
 
     #[test]
-    fn sha256_matches_the_standard_vectors() {
-        assert_eq!(
-            hex(&sha256(b"")),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    fn the_policy_carries_the_independently_computed_hashes() {
+        let csp = CSP.to_str().expect("ascii");
+        assert!(
+            csp.contains(&format!("script-src 'sha256-{SCRIPT_HASH}';")),
+            "{csp}"
         );
-        assert_eq!(
-            hex(&sha256(b"abc")),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        // Two blocks: the padding spills over.
-        assert_eq!(
-            hex(&sha256(
-                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
-            )),
-            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
-        );
-        assert_eq!(
-            hex(&sha256(&[b'a'; 1000])),
-            "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3"
+        assert!(
+            csp.contains(&format!("style-src 'sha256-{STYLE_HASH}';")),
+            "{csp}"
         );
     }
 
     #[test]
-    fn base64_pads_like_rfc4648() {
-        for (input, want) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(input.as_bytes()), want);
-        }
+    fn hash_sources_are_padded_standard_base64_of_sha256() {
+        // FIPS 180-2's "abc" vector, in base64 with its `=`.
+        assert_eq!(
+            sha256_base64("abc"),
+            "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="
+        );
     }
 
     #[test]
@@ -243,6 +146,6 @@ mod tests {
         assert!(!csp.contains("'none'; style-src 'none'"), "{csp}");
         let script = inline_block(STATUS_HTML, "script").expect("script");
         assert!(script.contains("setTimeout(poll"));
-        assert!(csp.contains(&base64(&sha256(script.as_bytes()))));
+        assert!(csp.contains(&sha256_base64(script)));
     }
 }

@@ -24,6 +24,7 @@ mod schema;
 mod settings;
 mod strict;
 mod validate;
+mod variants;
 
 pub use defaults::{DEFAULT_ADMIN_LISTEN, DEFAULT_EVENTS_PER_CONNECTION, ZERO_CONFIG_TOKEN_PATH};
 pub use diag::{Diagnostic, render};
@@ -32,6 +33,7 @@ pub use effective::{REDACTED, effective_json};
 pub use lint::{Warning, warnings};
 pub use model::*;
 pub use schema::json_schema;
+pub use variants::variant_array;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use strum::{EnumCount as _, VariantArray as _};
+
+use crate::variants::variant_array;
+
 /// A whole, validated proxy.yaml.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -98,7 +102,24 @@ impl Connection {
 }
 
 /// What a route carries, which decides how its answers are classified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Role {
     /// An MCP server (Streamable HTTP): JSON-RPC errors and tool results are read too.
     Mcp,
@@ -110,15 +131,11 @@ pub enum Role {
 
 impl Role {
     /// In the order routes are listed within a connection (mcp, api, oauth).
-    pub const ALL: [Role; 3] = [Role::Mcp, Role::Api, Role::Oauth];
+    pub const ALL: [Role; Role::COUNT] = variant_array(Role::VARIANTS);
 
     /// The key in proxy.yaml, also the `role` metrics label and log field.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Mcp => "mcp",
-            Role::Api => "api",
-            Role::Oauth => "oauth",
-        }
+        self.into()
     }
 }
 
@@ -132,14 +149,10 @@ impl std::str::FromStr for Role {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "mcp" => Ok(Role::Mcp),
-            "api" => Ok(Role::Api),
-            "oauth" => Ok(Role::Oauth),
-            other => Err(format!(
-                "unknown role `{other}` (expected mcp, api or oauth)"
-            )),
-        }
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| format!("unknown role `{s}` (expected mcp, api or oauth)"))
     }
 }
 
@@ -165,7 +178,8 @@ pub struct Route {
 }
 
 /// How warden talks to an upstream; the app always talks plain HTTP to warden.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum Scheme {
     /// Plain HTTP: TLS settings are rejected at load, since they could not apply.
     Http,
@@ -176,10 +190,7 @@ pub enum Scheme {
 impl Scheme {
     /// As written in a URL, without `://`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
+        self.into()
     }
 }
 
@@ -342,7 +353,22 @@ pub struct Then {
 
 /// The class of an upstream answer; health, retries and metrics all act on it rather than
 /// on raw statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Verdict {
     /// The exchange worked.
     Ok,
@@ -360,28 +386,17 @@ pub enum Verdict {
 
 impl Verdict {
     /// Every verdict, for labels that must be pre-registered and for exhaustive tests.
-    pub const ALL: [Verdict; 5] = [
-        Verdict::Ok,
-        Verdict::Transient,
-        Verdict::Terminal,
-        Verdict::Auth,
-        Verdict::ClientError,
-    ];
+    pub const ALL: [Verdict; Verdict::COUNT] = variant_array(Verdict::VARIANTS);
 
     /// The name in proxy.yaml, the `verdict` metrics label and the access log.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Ok => "ok",
-            Verdict::Transient => "transient",
-            Verdict::Terminal => "terminal",
-            Verdict::Auth => "auth",
-            Verdict::ClientError => "client_error",
-        }
+        self.into()
     }
 }
 
 /// Whether a rule's match may be retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum RetryMode {
     /// The usual retry rules apply (README "Retries").
     #[default]
@@ -393,7 +408,21 @@ pub enum RetryMode {
 /// Why a TLS handshake with an upstream failed (SPEC §5, `tls_detail`): a closed set, so
 /// an operator can tell a missing CA from a wrong `server_name` or an expired certificate
 /// without reading rustls' debug output, and a label or field built from it stays bounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum TlsDetail {
     /// The upstream's chain does not lead to a trusted root (`tls.ca_file`, self-signed).
     UnknownCa,
@@ -412,25 +441,11 @@ pub enum TlsDetail {
 
 impl TlsDetail {
     /// Every detail, for exhaustive tests of the closed set.
-    pub const ALL: [TlsDetail; 6] = [
-        TlsDetail::UnknownCa,
-        TlsDetail::NameMismatch,
-        TlsDetail::Expired,
-        TlsDetail::NotYetValid,
-        TlsDetail::ClientCertRejected,
-        TlsDetail::Handshake,
-    ];
+    pub const ALL: [TlsDetail; TlsDetail::COUNT] = variant_array(TlsDetail::VARIANTS);
 
     /// The `tls_detail` value in error bodies, events and logs.
     pub fn as_str(self) -> &'static str {
-        match self {
-            TlsDetail::UnknownCa => "unknown_ca",
-            TlsDetail::NameMismatch => "name_mismatch",
-            TlsDetail::Expired => "expired",
-            TlsDetail::NotYetValid => "not_yet_valid",
-            TlsDetail::ClientCertRejected => "client_cert_rejected",
-            TlsDetail::Handshake => "handshake",
-        }
+        self.into()
     }
 }
 
@@ -441,7 +456,22 @@ impl std::fmt::Display for TlsDetail {
 }
 
 /// Why an upstream exchange failed below HTTP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorKind {
     /// The TCP connection could not be made (refused, unreachable).
     Connect,
@@ -457,22 +487,10 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for labels that must be pre-registered and for exhaustive tests.
-    pub const ALL: [ErrorKind; 5] = [
-        ErrorKind::Connect,
-        ErrorKind::Timeout,
-        ErrorKind::Reset,
-        ErrorKind::Tls,
-        ErrorKind::Dns,
-    ];
+    pub const ALL: [ErrorKind; ErrorKind::COUNT] = variant_array(ErrorKind::VARIANTS);
 
     /// The `error_kind` value in proxy.yaml, metrics labels, events and error bodies.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Connect => "connect",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Reset => "reset",
-            ErrorKind::Tls => "tls",
-            ErrorKind::Dns => "dns",
-        }
+        self.into()
     }
 }

@@ -274,7 +274,7 @@ pub(crate) struct RawRule {
 #[schemars(rename = "When")]
 pub(crate) struct RawWhen {
     /// Route role the rule applies to.
-    pub role: Option<RawRole>,
+    pub role: Option<Role>,
     /// Request method(s), e.g. POST.
     pub method: Option<OneOrMany<String>>,
     /// Request path prefix, starting with `/`.
@@ -289,7 +289,7 @@ pub(crate) struct RawWhen {
     /// servers answer with HTTP 200). Only `true` is meaningful.
     pub mcp_tool_error: Option<bool>,
     /// Network failure(s) below HTTP; such failures have no response, hence no status.
-    pub error_kind: Option<OneOrMany<RawErrorKind>>,
+    pub error_kind: Option<OneOrMany<ErrorKind>>,
     /// Response headers: `{name: value-regex}`; every entry must match.
     pub header: Option<BTreeMap<String, String>>,
     /// Request headers: `{name: value-regex}`; every entry must match.
@@ -300,89 +300,7 @@ pub(crate) struct RawWhen {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Then")]
 pub(crate) struct RawThen {
-    pub verdict: RawVerdict,
+    pub verdict: Verdict,
     /// `never` turns off retries for matching responses. Default `default`.
-    pub retry: Option<RawRetryMode>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-#[schemars(rename = "Role")]
-pub(crate) enum RawRole {
-    Mcp,
-    Api,
-    Oauth,
-}
-
-impl From<RawRole> for Role {
-    fn from(r: RawRole) -> Role {
-        match r {
-            RawRole::Mcp => Role::Mcp,
-            RawRole::Api => Role::Api,
-            RawRole::Oauth => Role::Oauth,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-#[schemars(rename = "Verdict")]
-pub(crate) enum RawVerdict {
-    Ok,
-    Transient,
-    Terminal,
-    Auth,
-    ClientError,
-}
-
-impl From<RawVerdict> for Verdict {
-    fn from(v: RawVerdict) -> Verdict {
-        match v {
-            RawVerdict::Ok => Verdict::Ok,
-            RawVerdict::Transient => Verdict::Transient,
-            RawVerdict::Terminal => Verdict::Terminal,
-            RawVerdict::Auth => Verdict::Auth,
-            RawVerdict::ClientError => Verdict::ClientError,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-#[schemars(rename = "RetryMode")]
-pub(crate) enum RawRetryMode {
-    Default,
-    Never,
-}
-
-impl From<RawRetryMode> for RetryMode {
-    fn from(m: RawRetryMode) -> RetryMode {
-        match m {
-            RawRetryMode::Default => RetryMode::Default,
-            RawRetryMode::Never => RetryMode::Never,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-#[schemars(rename = "ErrorKind")]
-pub(crate) enum RawErrorKind {
-    Connect,
-    Timeout,
-    Reset,
-    Tls,
-    Dns,
-}
-
-impl From<RawErrorKind> for ErrorKind {
-    fn from(k: RawErrorKind) -> ErrorKind {
-        match k {
-            RawErrorKind::Connect => ErrorKind::Connect,
-            RawErrorKind::Timeout => ErrorKind::Timeout,
-            RawErrorKind::Reset => ErrorKind::Reset,
-            RawErrorKind::Tls => ErrorKind::Tls,
-            RawErrorKind::Dns => ErrorKind::Dns,
-        }
-    }
+    pub retry: Option<RetryMode>,
 }

@@ -33,8 +33,8 @@ pub(crate) fn policy(rules: &[DecodedRule], diags: &mut Diags) -> Option<Policy>
             name: name.to_owned(),
             when,
             then: Then {
-                verdict: rule.then.verdict.into(),
-                retry: rule.then.retry.map_or(RetryMode::Default, Into::into),
+                verdict: rule.then.verdict,
+                retry: rule.then.retry.unwrap_or(RetryMode::Default),
             },
         });
     }
@@ -43,7 +43,7 @@ pub(crate) fn policy(rules: &[DecodedRule], diags: &mut Diags) -> Option<Policy>
 
 fn when(raw: &RawWhen, path: &str, diags: &mut Diags) -> When {
     let at = |key: &str| join_key(path, key);
-    let role: Option<Role> = raw.role.map(Into::into);
+    let role: Option<Role> = raw.role;
 
     let method = raw.method.as_ref().map(|m| {
         non_empty(&m.0, &at("method"), diags);
@@ -148,7 +148,7 @@ fn when(raw: &RawWhen, path: &str, diags: &mut Diags) -> When {
 
     let error_kind: Option<Vec<ErrorKind>> = raw.error_kind.as_ref().map(|kinds| {
         non_empty(&kinds.0, &at("error_kind"), diags);
-        kinds.0.iter().map(|&k| k.into()).collect()
+        kinds.0.clone()
     });
 
     let header = headers(raw.header.as_ref(), &at("header"), diags);

@@ -9,15 +9,29 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::ser::SerializeStruct;
+use strum::{EnumCount as _, VariantArray as _};
+use warden_config::variant_array;
 use warden_config::{ErrorKind, Role, TlsDetail, Verdict};
 use warden_policy::Event;
 
 use crate::grant::GrantType;
-use crate::time::Rfc3339;
 
 /// Every event type SPEC §5 names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum EventType {
     /// A login finished: a grant other than `refresh_token` got a token.
     ConnectCompleted,
@@ -47,35 +61,11 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, for labels that must be pre-registered and for exhaustive tests.
-    pub const ALL: [EventType; 11] = [
-        EventType::ConnectCompleted,
-        EventType::RefreshSucceeded,
-        EventType::RefreshFailedRevoked,
-        EventType::RefreshFailedTransient,
-        EventType::UpstreamFailedTransient,
-        EventType::UpstreamFailedTerminal,
-        EventType::UpstreamRecovered,
-        EventType::CircuitOpened,
-        EventType::ProbeFailed,
-        EventType::CircuitClosed,
-        EventType::ResetAdmin,
-    ];
+    pub const ALL: [EventType; EventType::COUNT] = variant_array(EventType::VARIANTS);
 
     /// The SPEC name, the event's `type` in the admin API.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            EventType::ConnectCompleted => "connect_completed",
-            EventType::RefreshSucceeded => "refresh_succeeded",
-            EventType::RefreshFailedRevoked => "refresh_failed_revoked",
-            EventType::RefreshFailedTransient => "refresh_failed_transient",
-            EventType::UpstreamFailedTransient => "upstream_failed_transient",
-            EventType::UpstreamFailedTerminal => "upstream_failed_terminal",
-            EventType::UpstreamRecovered => "upstream_recovered",
-            EventType::CircuitOpened => "circuit_opened",
-            EventType::ProbeFailed => "probe_failed",
-            EventType::CircuitClosed => "circuit_closed",
-            EventType::ResetAdmin => "reset_admin",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     /// A token response's event (one per response, named by the policy engine).
@@ -101,20 +91,16 @@ impl fmt::Display for EventType {
     }
 }
 
-impl serde::Serialize for EventType {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
 /// One health event:
 /// `{"at","type","role","status","idp_error_code","verdict","error_kind","grant_type"}` in
-/// the admin API, absent values as `null`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// the admin API, absent values as `null`. `warden status` reads it back with the same type.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HealthEvent {
     /// Wall-clock time, shown as RFC 3339 UTC with milliseconds.
+    #[serde(with = "crate::time::rfc3339")]
     pub at: SystemTime,
     /// `type` in JSON.
+    #[serde(rename = "type")]
     pub kind: EventType,
     /// The route it happened on; `None` for connection-wide events (`reset_admin`).
     pub role: Option<Role>,
@@ -133,6 +119,7 @@ pub struct HealthEvent {
     pub grant_type: Option<GrantType>,
     /// Why the TLS handshake failed, when `error_kind` is `tls`; serialized only then, so
     /// every other event keeps the SPEC §6 shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_detail: Option<TlsDetail>,
 }
 
@@ -176,25 +163,6 @@ impl HealthEvent {
     pub(crate) fn grant(mut self, grant_type: Option<GrantType>) -> Self {
         self.grant_type = grant_type;
         self
-    }
-}
-
-impl serde::Serialize for HealthEvent {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let fields = 8 + usize::from(self.tls_detail.is_some());
-        let mut s = serializer.serialize_struct("HealthEvent", fields)?;
-        s.serialize_field("at", &Rfc3339(self.at))?;
-        s.serialize_field("type", &self.kind)?;
-        s.serialize_field("role", &self.role.map(Role::as_str))?;
-        s.serialize_field("status", &self.status)?;
-        s.serialize_field("idp_error_code", &self.idp_error_code.as_deref())?;
-        s.serialize_field("verdict", &self.verdict.map(Verdict::as_str))?;
-        s.serialize_field("error_kind", &self.error_kind.map(ErrorKind::as_str))?;
-        s.serialize_field("grant_type", &self.grant_type)?;
-        if let Some(detail) = self.tls_detail {
-            s.serialize_field("tls_detail", detail.as_str())?;
-        }
-        s.end()
     }
 }
 

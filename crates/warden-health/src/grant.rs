@@ -5,9 +5,29 @@
 
 use std::fmt;
 
+use strum::{EnumCount as _, VariantArray as _};
+use warden_config::variant_array;
+
 /// RFC 6749's grant types and the registered extension grants people meet in practice;
 /// anything else is `Other`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Serialized as its label, read back through [`GrantType::from_form_value`]: the labels
+/// are written once, in the strum attributes.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[serde(into = "&'static str", from = "String")]
+#[strum(serialize_all = "snake_case")]
 pub enum GrantType {
     /// RFC 6749 §4.1: a user's login finishing.
     AuthorizationCode,
@@ -18,12 +38,16 @@ pub enum GrantType {
     /// RFC 6749 §4.3: a user's password sent directly.
     Password,
     /// RFC 8628.
+    #[strum(serialize = "urn:ietf:params:oauth:grant-type:device_code")]
     DeviceCode,
     /// RFC 7523.
+    #[strum(serialize = "urn:ietf:params:oauth:grant-type:jwt-bearer")]
     JwtBearer,
     /// RFC 8693.
+    #[strum(serialize = "urn:ietf:params:oauth:grant-type:token-exchange")]
     TokenExchange,
     /// RFC 7522.
+    #[strum(serialize = "urn:ietf:params:oauth:grant-type:saml2-bearer")]
     Saml2Bearer,
     /// Anything else, unnamed so a client cannot put its own text into events.
     Other,
@@ -31,17 +55,7 @@ pub enum GrantType {
 
 impl GrantType {
     /// Every grant type, for labels that must be pre-registered and for exhaustive tests.
-    pub const ALL: [GrantType; 9] = [
-        GrantType::AuthorizationCode,
-        GrantType::RefreshToken,
-        GrantType::ClientCredentials,
-        GrantType::Password,
-        GrantType::DeviceCode,
-        GrantType::JwtBearer,
-        GrantType::TokenExchange,
-        GrantType::Saml2Bearer,
-        GrantType::Other,
-    ];
+    pub const ALL: [GrantType; GrantType::COUNT] = variant_array(GrantType::VARIANTS);
 
     /// The form value (trimmed, ASCII case-insensitive, as the classifier compares it).
     pub fn from_form_value(value: &str) -> GrantType {
@@ -53,30 +67,20 @@ impl GrantType {
     }
 
     /// The registered name, as the form carries it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            GrantType::AuthorizationCode => "authorization_code",
-            GrantType::RefreshToken => "refresh_token",
-            GrantType::ClientCredentials => "client_credentials",
-            GrantType::Password => "password",
-            GrantType::DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
-            GrantType::JwtBearer => "urn:ietf:params:oauth:grant-type:jwt-bearer",
-            GrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
-            GrantType::Saml2Bearer => "urn:ietf:params:oauth:grant-type:saml2-bearer",
-            GrantType::Other => "other",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl From<String> for GrantType {
+    fn from(value: String) -> Self {
+        GrantType::from_form_value(&value)
     }
 }
 
 impl fmt::Display for GrantType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl serde::Serialize for GrantType {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
     }
 }
 

@@ -84,7 +84,9 @@ pub use gate::{Gate, GateRequest};
 pub use grant::GrantType;
 pub use outcome::{ProbeOutcome, TokenOutcome, UpstreamOutcome};
 pub use settings::{DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_EVENTS_PER_CONNECTION, HealthSettings};
-pub use snapshot::{CircuitMap, CircuitState, HealthDetail, HealthRow, RouteMap, RouteRow};
+pub use snapshot::{
+    CircuitMap, CircuitState, HealthDetail, HealthReport, HealthRow, RouteMap, RouteRow,
+};
 pub use state::{OutcomeSource, State};
 pub use time::Rfc3339;
 

@@ -1,19 +1,36 @@
 //! What the admin API shows (SPEC §6): one row per connection, and a row with its events.
 //!
 //! These are owned copies taken under the connection's lock, so the admin API serializes
-//! them after releasing it and a slow client never holds up the data plane.
+//! them after releasing it and a slow client never holds up the data plane. The same types
+//! deserialize, so `warden status` reads the API's JSON into them instead of walking it by
+//! key: one definition of the row's shape for both sides.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use serde::ser::{SerializeMap, SerializeStruct};
+use strum::{EnumCount as _, VariantArray as _};
 use warden_config::Role;
+use warden_config::variant_array;
 
 use crate::events::HealthEvent;
 use crate::state::{OutcomeSource, State};
-use crate::time::Rfc3339;
 
 /// One route's circuit, as the row shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum CircuitState {
     /// Requests go to the upstream.
     Closed,
@@ -22,18 +39,12 @@ pub enum CircuitState {
 }
 
 impl CircuitState {
-    /// The word the health API and `warden status` show.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            CircuitState::Closed => "closed",
-            CircuitState::Open => "open",
-        }
-    }
-}
+    /// Every state, closed first.
+    pub const ALL: [CircuitState; CircuitState::COUNT] = variant_array(CircuitState::VARIANTS);
 
-impl serde::Serialize for CircuitState {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
+    /// The value in the row's `circuit` map.
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -62,35 +73,33 @@ impl CircuitMap {
 
 impl serde::Serialize for CircuitMap {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.iter().count()))?;
-        for (role, state) in self.iter() {
-            map.serialize_entry(role.as_str(), &state)?;
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CircuitMap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entries = BTreeMap::<Role, CircuitState>::deserialize(deserializer)?;
+        let mut map = CircuitMap::default();
+        for (role, state) in entries {
+            map.set(role, state);
         }
-        map.end()
+        Ok(map)
     }
 }
 
 /// One route's outcome, as the row's `routes` map shows it:
 /// `{"failing","since","last_failure"}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RouteRow {
     /// The route's newest request outcome was a transient failure (and no circuit close
     /// has ended the run since).
     pub failing: bool,
     /// When the current failure run began; `None` when not failing.
+    #[serde(with = "crate::time::rfc3339::option")]
     pub since: Option<SystemTime>,
     /// The route's newest transient failure, also after the run ended.
     pub last_failure: Option<HealthEvent>,
-}
-
-impl serde::Serialize for RouteRow {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("RouteRow", 3)?;
-        s.serialize_field("failing", &self.failing)?;
-        s.serialize_field("since", &self.since.map(Rfc3339))?;
-        s.serialize_field("last_failure", &self.last_failure)?;
-        s.end()
-    }
 }
 
 /// The row's `routes` object: only the connection's routes, in the order mcp, api, oauth.
@@ -117,34 +126,49 @@ impl RouteMap {
 
 impl serde::Serialize for RouteMap {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.iter().count()))?;
-        for (role, row) in self.iter() {
-            map.serialize_entry(role.as_str(), row)?;
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RouteMap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entries = BTreeMap::<Role, RouteRow>::deserialize(deserializer)?;
+        let mut map = RouteMap::default();
+        for (role, row) in entries {
+            map.set(role, row);
         }
-        map.end()
+        Ok(map)
     }
 }
 
 /// A row of `GET /api/v1/connections/health`:
 /// `{"name","state","has_oauth","needs_reauth","token_acquired","idp_error_code","circuit","routes","reason","last_event","degraded_by"}`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+///
+/// Read back, only `name` and `state` are required: a row from a warden that predates a
+/// field still shows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HealthRow {
     /// The connection's name, the row's key.
     pub name: String,
     /// The one-word summary the badge and the exit code of `warden status` come from.
     pub state: State,
     /// The connection has an oauth route.
+    #[serde(default)]
     pub has_oauth: bool,
     /// A terminal answer waits for a new login or a reset.
+    #[serde(default)]
     pub needs_reauth: bool,
     /// A token answer has succeeded at least once.
+    #[serde(default)]
     pub token_acquired: bool,
     /// SPEC §6's rule: the newest token failure's code, cleared by a newer success or a
     /// reset, never hidden by bookkeeping events.
     pub idp_error_code: Option<String>,
     /// Each route's circuit, so the page can say which route is cut off.
+    #[serde(default)]
     pub circuit: CircuitMap,
     /// Each route's newest outcome: what the `degraded` derivation reads.
+    #[serde(default)]
     pub routes: RouteMap,
     /// The event that explains `state` (null when healthy): the terminal answer behind
     /// `needs_reauth`, the failure that opened the circuit, or the failing routes' newest
@@ -155,28 +179,23 @@ pub struct HealthRow {
     /// When a route is failing, which kind of request its newest failure was
     /// (`token_response` or `upstream`), else null: the status page's `refresh failing` vs
     /// `degraded` badge.
-    #[serde(serialize_with = "outcome_source")]
     pub degraded_by: Option<OutcomeSource>,
 }
 
-fn outcome_source<S: serde::Serializer>(
-    source: &Option<OutcomeSource>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match source {
-        Some(source) => serializer.serialize_str(source.as_str()),
-        None => serializer.serialize_none(),
-    }
-}
-
 /// `GET /api/v1/connections/{name}`: the row plus `"events"`, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HealthDetail {
     /// The same fields as the list, so a client reads both with one type.
     #[serde(flatten)]
     pub row: HealthRow,
     /// The ring's events, newest first, as the History view shows them.
     pub events: Vec<HealthEvent>,
+}
+
+/// `GET /api/v1/connections/health`: `{"connections":[row, ...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HealthReport {
+    pub connections: Vec<HealthRow>,
 }
 
 #[cfg(test)]

@@ -2,10 +2,29 @@
 
 use std::fmt;
 
+use strum::{EnumCount as _, VariantArray as _};
+use warden_config::variant_array;
+
 /// A connection's state, by precedence: `needs_reauth` > `circuit_open` > `degraded` >
 /// `healthy`. The order of the variants is the precedence order, lowest first, so
 /// `Ord` compares severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum State {
     /// Every route's newest outcome was good (or there was none yet).
     Healthy,
@@ -20,21 +39,11 @@ pub enum State {
 impl State {
     /// Every state, in precedence order, lowest first: the `state` label values of
     /// `warden_connection_state`, which sets one of them to 1 and the others to 0.
-    pub const ALL: [State; 4] = [
-        State::Healthy,
-        State::Degraded,
-        State::CircuitOpen,
-        State::NeedsReauth,
-    ];
+    pub const ALL: [State; State::COUNT] = variant_array(State::VARIANTS);
 
     /// The SPEC name, used in the admin API, logs and the metric label.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            State::Healthy => "healthy",
-            State::Degraded => "degraded",
-            State::CircuitOpen => "circuit_open",
-            State::NeedsReauth => "needs_reauth",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -44,18 +53,26 @@ impl fmt::Display for State {
     }
 }
 
-impl serde::Serialize for State {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
 /// Which kind of request outcome made a connection `degraded`.
 ///
 /// The status page shows a degraded connection as `refresh failing` when the newest
 /// failure was a token response and `degraded` when it was an upstream request (SPEC §6);
 /// the row's JSON carries it as `degraded_by`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum OutcomeSource {
     /// A token response on the oauth route.
     TokenResponse,
@@ -64,12 +81,9 @@ pub enum OutcomeSource {
 }
 
 impl OutcomeSource {
-    /// The `degraded_by` value of the health API.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            OutcomeSource::TokenResponse => "token_response",
-            OutcomeSource::Upstream => "upstream",
-        }
+    /// The row's `degraded_by` value.
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -94,10 +108,10 @@ mod tests {
     }
 
     #[test]
-    fn as_str_is_usable_in_const_context() {
-        const NAME: &str = State::NeedsReauth.as_str();
+    fn all_is_usable_in_const_context() {
         const FIRST: State = State::ALL[0];
-        assert_eq!(NAME, "needs_reauth");
+        const TABLE: [u8; State::ALL.len()] = [0; State::ALL.len()];
         assert_eq!(FIRST, State::Healthy);
+        assert_eq!(TABLE.len(), 4);
     }
 }

@@ -1,8 +1,9 @@
-//! RFC 3339 timestamps for events, without a date-time dependency.
+//! RFC 3339 timestamps for events, formatted and parsed by `humantime`.
 //!
 //! Events are shown to people and parsed by tooling, so their `at` is UTC with exactly
-//! millisecond precision (`2025-05-17T18:53:00.123Z`): one fixed width sorts as text. The
-//! only calendar work needed is days → civil date, a few lines of integer arithmetic.
+//! millisecond precision (`2025-05-17T18:53:00.123Z`): one fixed width sorts as text.
+//! humantime writes exactly that form and covers RFC 3339's whole four-digit-year range;
+//! what it refuses (a clock before 1970 or after 9999) is clamped here first.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,24 +19,24 @@ const MAX_SECS: u64 = 253_402_300_799;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rfc3339(pub SystemTime);
 
+impl Rfc3339 {
+    /// `2025-05-17T18:53:00.123Z`, or RFC 3339 UTC with any number of fractional digits
+    /// (none included); `None` for anything else.
+    pub fn parse(text: &str) -> Option<SystemTime> {
+        humantime::parse_rfc3339(text).ok()
+    }
+}
+
 impl fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // A clock before 1970 is a misconfigured host; the epoch is the honest floor.
         let since = self.0.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-        let (secs, millis) = if since.as_secs() > MAX_SECS {
-            (MAX_SECS, 999)
+        let clamped = if since.as_secs() > MAX_SECS {
+            UNIX_EPOCH + Duration::from_secs(MAX_SECS) + Duration::from_millis(999)
         } else {
-            (since.as_secs(), since.subsec_millis())
+            UNIX_EPOCH + since
         };
-        let (year, month, day) = civil_from_days(secs / 86_400);
-        let in_day = secs % 86_400;
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-            in_day / 3_600,
-            in_day % 3_600 / 60,
-            in_day % 60,
-        )
+        fmt::Display::fmt(&humantime::format_rfc3339_millis(clamped), f)
     }
 }
 
@@ -45,19 +46,57 @@ impl serde::Serialize for Rfc3339 {
     }
 }
 
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`, restricted to non-negative days).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097; // [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+impl<'de> serde::Deserialize<'de> for Rfc3339 {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Rfc3339::parse(&text).map(Rfc3339).ok_or_else(|| {
+            serde::de::Error::invalid_value(
+                serde::de::Unexpected::Str(&text),
+                &"an RFC 3339 UTC timestamp",
+            )
+        })
+    }
+}
+
+/// `#[serde(with = "rfc3339")]` for a `SystemTime` field.
+pub(crate) mod rfc3339 {
+    use std::time::SystemTime;
+
+    use super::Rfc3339;
+
+    pub(crate) fn serialize<S: serde::Serializer>(
+        at: &SystemTime,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&Rfc3339(*at), serializer)
+    }
+
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<SystemTime, D::Error> {
+        <Rfc3339 as serde::Deserialize>::deserialize(deserializer).map(|at| at.0)
+    }
+
+    /// The same for an `Option<SystemTime>`, `null` when `None`.
+    pub(crate) mod option {
+        use std::time::SystemTime;
+
+        use super::Rfc3339;
+
+        pub(crate) fn serialize<S: serde::Serializer>(
+            at: &Option<SystemTime>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serde::Serialize::serialize(&at.map(Rfc3339), serializer)
+        }
+
+        pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<SystemTime>, D::Error> {
+            <Option<Rfc3339> as serde::Deserialize>::deserialize(deserializer)
+                .map(|at| at.map(|at| at.0))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +123,12 @@ mod tests {
         ];
         for (secs, millis, want) in table {
             assert_eq!(at(secs, millis), want, "{secs}");
+            let parsed = Rfc3339::parse(want).expect("parses");
+            assert_eq!(
+                parsed,
+                UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis),
+                "{want}"
+            );
         }
     }
 
@@ -102,36 +147,29 @@ mod tests {
     }
 
     #[test]
-    fn every_day_round_trips_through_the_calendar() {
-        // Walk 1970..2401 day by day: dates must advance by exactly one day each step.
-        let (mut y, mut m, mut d) = civil_from_days(0);
-        for days in 1..(431 * 366) {
-            let next = civil_from_days(days);
-            let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-            let len = match m {
-                2 if leap => 29,
-                2 => 28,
-                4 | 6 | 9 | 11 => 30,
-                _ => 31,
-            };
-            let want = if d < len {
-                (y, m, d + 1)
-            } else if m < 12 {
-                (y, m + 1, 1)
-            } else {
-                (y + 1, 1, 1)
-            };
-            assert_eq!(next, want, "day {days}");
-            (y, m, d) = next;
+    fn parses_what_the_api_and_people_write() {
+        assert_eq!(Rfc3339::parse("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
+        assert_eq!(
+            Rfc3339::parse("2024-02-29T00:00:00.5Z"),
+            Some(UNIX_EPOCH + Duration::from_millis(1_709_164_800_500))
+        );
+        for bad in [
+            "",
+            "2025-05-17",
+            "2025-13-01T00:00:00Z",
+            "x-05-17T18:53:00Z",
+            "2025-05-17T18:53:00+02:00",
+        ] {
+            assert_eq!(Rfc3339::parse(bad), None, "{bad}");
         }
     }
 
     #[test]
-    fn serializes_as_a_string() {
+    fn serializes_as_a_string_and_back() {
         let t = Rfc3339(UNIX_EPOCH + Duration::from_millis(1_500));
-        assert_eq!(
-            serde_json::to_string(&t).unwrap(),
-            "\"1970-01-01T00:00:01.500Z\""
-        );
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, "\"1970-01-01T00:00:01.500Z\"");
+        assert_eq!(serde_json::from_str::<Rfc3339>(&json).unwrap(), t);
+        assert!(serde_json::from_str::<Rfc3339>("\"yesterday\"").is_err());
     }
 }

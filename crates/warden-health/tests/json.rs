@@ -279,3 +279,66 @@ fn the_detail_is_the_row_plus_events_newest_first() {
         assert_eq!(keys(event), sorted(EVENT_FIELDS));
     }
 }
+
+/// `warden status` reads the API with the types that wrote it: every field comes back.
+#[test]
+fn rows_and_details_read_back_as_they_were_written() {
+    let mut h = crm(1);
+    refresh_err(&mut h, 400, Some("invalid_grant"));
+    h.record_upstream(
+        Role::Mcp,
+        warden_health::UpstreamOutcome {
+            verdict: warden_config::Verdict::Transient,
+            status: None,
+            error_kind: Some(ErrorKind::Tls),
+            tls_detail: Some(warden_config::TlsDetail::Expired),
+        },
+        at_ms(8),
+    );
+    h.record_token(
+        warden_health::TokenOutcome {
+            verdict: warden_config::Verdict::Transient,
+            event: warden_policy::Event::RefreshFailedTransient,
+            code: None,
+            status: Some(503),
+            error_kind: None,
+            tls_detail: None,
+            has_access_token: false,
+            grant_type: Some(warden_health::GrantType::TokenExchange),
+        },
+        at_ms(9),
+    );
+    let detail = h.detail();
+    assert!(detail.row.routes.iter().any(|(_, r)| r.since.is_some()));
+    assert!(detail.events.iter().any(|e| e.tls_detail.is_some()));
+    let text = serde_json::to_string(&detail).unwrap();
+    let back: warden_health::HealthDetail = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, detail);
+
+    let report = warden_health::HealthReport {
+        connections: vec![h.snapshot(), health(&[Role::Api], 5, 50).snapshot()],
+    };
+    let text = serde_json::to_string(&report).unwrap();
+    assert!(
+        text.starts_with(r#"{"connections":[{"name":"crm","state":"#),
+        "{text}"
+    );
+    assert_eq!(
+        serde_json::from_str::<warden_health::HealthReport>(&text).unwrap(),
+        report
+    );
+}
+
+/// Only `name` and `state` are required to read a row: an older warden's rows still show.
+#[test]
+fn a_minimal_row_reads_with_defaults() {
+    let row: warden_health::HealthRow =
+        serde_json::from_str(r#"{"name":"crm","state":"degraded"}"#).unwrap();
+    assert_eq!(row.name, "crm");
+    assert_eq!(row.state, warden_health::State::Degraded);
+    assert!(!row.needs_reauth && row.circuit.iter().next().is_none());
+    assert!(
+        serde_json::from_str::<warden_health::HealthRow>(r#"{"name":1,"state":"healthy"}"#)
+            .is_err()
+    );
+}

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use strum::{EnumCount as _, VariantArray as _};
 use warden_config::{RetryMode, Verdict};
 
 use crate::labels;
@@ -72,7 +73,18 @@ impl std::fmt::Display for RuleRef {
 }
 
 /// Events a token response implies (SPEC §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Event {
     /// A login finished: a grant other than `refresh_token` got a token.
     ConnectCompleted,
@@ -86,21 +98,11 @@ pub enum Event {
 
 impl Event {
     /// Every event, for labels that must be pre-registered and for exhaustive tests.
-    pub const ALL: [Event; 4] = [
-        Event::ConnectCompleted,
-        Event::RefreshSucceeded,
-        Event::RefreshFailedRevoked,
-        Event::RefreshFailedTransient,
-    ];
+    pub const ALL: [Event; Event::COUNT] = warden_config::variant_array(Event::VARIANTS);
 
     /// The SPEC §5 event type name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Event::ConnectCompleted => "connect_completed",
-            Event::RefreshSucceeded => "refresh_succeeded",
-            Event::RefreshFailedRevoked => "refresh_failed_revoked",
-            Event::RefreshFailedTransient => "refresh_failed_transient",
-        }
+        self.into()
     }
 }
 
