@@ -64,9 +64,11 @@ async fn start(yaml: &str) -> (Proxy, SocketAddr, CancellationToken) {
     (proxy, addr, shutdown)
 }
 
-/// One request on a connection of its own; the connection closes when the returned future
-/// ends or is dropped.
-async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> (u16, Bytes) {
+/// One request (origin-form, with `Host`) on a connection of its own; the connection closes
+/// when the returned future ends or is dropped.
+async fn send(addr: SocketAddr, mut req: Request<Full<Bytes>>) -> (u16, Bytes) {
+    let host = http::HeaderValue::from_str(&addr.to_string()).expect("host");
+    req.headers_mut().insert(http::header::HOST, host);
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -79,8 +81,8 @@ async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> (u16, Bytes) {
     (status, body)
 }
 
-fn refresh_grant(addr: SocketAddr) -> Request<Full<Bytes>> {
-    Request::post(format!("http://{addr}/token"))
+fn refresh_grant() -> Request<Full<Bytes>> {
+    Request::post("/token")
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Full::new(Bytes::from_static(
             b"grant_type=refresh_token&refresh_token=rt-1&client_id=app",
@@ -138,7 +140,7 @@ async fn drain_waits_for_a_coalesced_exchange_whose_callers_have_gone() {
     let idp = slow_idp(Arc::clone(&arrived), Arc::clone(&hits)).await;
     let (proxy, addr, shutdown) = start(&oauth_config(idp)).await;
 
-    let caller = tokio::spawn(send(addr, refresh_grant(addr)));
+    let caller = tokio::spawn(send(addr, refresh_grant()));
     tokio::time::timeout(DEADLINE, arrived.notified())
         .await
         .expect("the grant reaches the IdP");
@@ -170,11 +172,11 @@ async fn drain_delivers_a_coalesced_answer_to_every_waiting_caller() {
     let idp = slow_idp(Arc::clone(&arrived), Arc::clone(&hits)).await;
     let (proxy, addr, shutdown) = start(&oauth_config(idp)).await;
 
-    let leader = tokio::spawn(send(addr, refresh_grant(addr)));
+    let leader = tokio::spawn(send(addr, refresh_grant()));
     tokio::time::timeout(DEADLINE, arrived.notified())
         .await
         .expect("the grant reaches the IdP");
-    let follower = tokio::spawn(send(addr, refresh_grant(addr)));
+    let follower = tokio::spawn(send(addr, refresh_grant()));
     // The follower's grant is read and joins the exchange (no timer is due before HOLD).
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -233,7 +235,7 @@ connections:
 "
     );
     let (proxy, addr, shutdown) = start(&yaml).await;
-    let req = Request::get(format!("http://{addr}/x"))
+    let req = Request::get("/x")
         .body(Full::new(Bytes::new()))
         .expect("request");
     assert_eq!(send(addr, req).await.0, 503);
