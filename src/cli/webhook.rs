@@ -130,38 +130,41 @@ async fn serve(args: WebhookArgs) -> anyhow::Result<ExitCode> {
         tokio::time::sleep(drain_delay).await;
         stop.cancel();
     };
-    let accepting = warden_net::accept_loop(listener, "webhook", None, &stop, &tasks, |tcp, peer| {
-        let acceptor = acceptor.clone();
-        let http = Arc::clone(&http);
-        let state = Arc::clone(&state);
-        let stop = stop.clone();
-        async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(err)) => {
-                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                    return;
+    let accepting =
+        warden_net::accept_loop(listener, "webhook", None, &stop, &tasks, |tcp, peer| {
+            let acceptor = acceptor.clone();
+            let http = Arc::clone(&http);
+            let state = Arc::clone(&state);
+            let stop = stop.clone();
+            async move {
+                let stream =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                let activity = warden_net::Activity::default();
+                let service = warden_net::Tracked::new(
+                    service_fn(move |req| {
+                        let state = Arc::clone(&state);
+                        async move { Ok::<_, Infallible>(route(req, &state).await) }
+                    }),
+                    activity.clone(),
+                );
+                let mut conn = Box::pin(http.serve_connection(TokioIo::new(stream), service));
+                if let Err(err) =
+                    warden_net::serve(conn.as_mut(), &activity, CLIENT_IDLE, &stop).await
+                {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
                 }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let activity = warden_net::Activity::default();
-            let service = warden_net::Tracked::new(
-                service_fn(move |req| {
-                    let state = Arc::clone(&state);
-                    async move { Ok::<_, Infallible>(route(req, &state).await) }
-                }),
-                activity.clone(),
-            );
-            let mut conn = Box::pin(http.serve_connection(TokioIo::new(stream), service));
-            if let Err(err) = warden_net::serve(conn.as_mut(), &activity, CLIENT_IDLE, &stop).await
-            {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
-        }
-    });
+        });
     tokio::join!(signalled, accepting);
     if !warden_net::drain(&tasks, CLOSE_TIMEOUT).await {
         tracing::warn!("connections still open after {CLOSE_TIMEOUT:?}; closing them");

@@ -130,27 +130,34 @@ impl AdminServer {
             state,
             client_idle,
         } = self;
-        warden_net::accept_loop(listener, "admin", None, &shutdown, &tasks, |stream, peer| {
-            let state = Arc::clone(&state);
-            let http = Arc::clone(&http);
-            let shutdown = shutdown.clone();
-            async move {
-                let activity = warden_net::Activity::default();
-                let service = warden_net::Tracked::new(
-                    service_fn(move |req| {
-                        let resp = route(&state, &req, peer.ip());
-                        async move { Ok::<_, Infallible>(resp) }
-                    }),
-                    activity.clone(),
-                );
-                let mut conn = Box::pin(http.serve_connection(TokioIo::new(stream), service));
-                if let Err(err) =
-                    warden_net::serve(conn.as_mut(), &activity, client_idle, &shutdown).await
-                {
-                    tracing::debug!(error = %err, "admin connection ended with an error");
+        warden_net::accept_loop(
+            listener,
+            "admin",
+            None,
+            &shutdown,
+            &tasks,
+            |stream, peer| {
+                let state = Arc::clone(&state);
+                let http = Arc::clone(&http);
+                let shutdown = shutdown.clone();
+                async move {
+                    let activity = warden_net::Activity::default();
+                    let service = warden_net::Tracked::new(
+                        service_fn(move |req| {
+                            let resp = route(&state, &req, peer.ip());
+                            async move { Ok::<_, Infallible>(resp) }
+                        }),
+                        activity.clone(),
+                    );
+                    let mut conn = Box::pin(http.serve_connection(TokioIo::new(stream), service));
+                    if let Err(err) =
+                        warden_net::serve(conn.as_mut(), &activity, client_idle, &shutdown).await
+                    {
+                        tracing::debug!(error = %err, "admin connection ended with an error");
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
         if !warden_net::drain(&tasks, ADMIN_DRAIN_TIMEOUT).await {
             tracing::warn!(timeout = ?ADMIN_DRAIN_TIMEOUT, "admin requests still in flight; closing them");
