@@ -62,7 +62,8 @@ pub struct BoundRoute {
 pub struct Reloaded {
     /// Listeners bound for routes that are new (or moved to another address).
     pub added: Vec<BoundRoute>,
-    /// Routes whose listener was closed; their open connections finish as they were.
+    /// Routes whose listener was closed; their open connections finish the requests in
+    /// flight, then close.
     pub removed: Vec<BoundRoute>,
     /// Routes kept, now serving with the new settings and rules.
     pub kept: usize,

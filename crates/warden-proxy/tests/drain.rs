@@ -259,3 +259,80 @@ connections:
         "the drain ended before the probe was recorded"
     );
 }
+
+/// A reload that removes a route drains it: its listener stops accepting, the request in
+/// flight gets its answer, and then its keep-alive connection closes instead of serving on
+/// with the settings of a route that no longer exists.
+#[tokio::test(start_paused = true)]
+async fn a_reload_that_removes_a_route_drains_its_connections() {
+    let arrived = Arc::new(Notify::new());
+    let a = Arc::clone(&arrived);
+    let up = upstream(move |_req| {
+        let a = Arc::clone(&a);
+        async move {
+            a.notify_one();
+            tokio::time::sleep(HOLD).await;
+            Response::new(Full::new(Bytes::from_static(b"done")))
+        }
+    })
+    .await;
+    let route = |name: &str| {
+        format!("  - name: {name}\n    api: {{ listen: 127.0.0.1:0, upstream: http://{up} }}\n")
+    };
+    let head = "version: 1\nadmin: { listen: 127.0.0.1:0 }\nconnections:\n";
+    let (proxy, _, shutdown) = start(&format!("{head}{}{}", route("a"), route("b"))).await;
+    let b = proxy
+        .bound()
+        .await
+        .into_iter()
+        .find(|r| r.connection == "b")
+        .expect("route b")
+        .addr;
+
+    let stream = TcpStream::connect(b).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    let mut connection = tokio::spawn(conn);
+    let req = Request::get("/slow")
+        .header(http::header::HOST, b.to_string())
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let in_flight = tokio::spawn(sender.send_request(req));
+    tokio::time::timeout(DEADLINE, arrived.notified())
+        .await
+        .expect("the request reaches the upstream");
+
+    let config = warden_config::parse(&format!("{head}{}", route("a")), "test.yaml")
+        .expect("valid test config");
+    let report = proxy.reload(&config).await.expect("reload");
+    assert_eq!(report.removed.len(), 1, "{report:?}");
+    // The accept loop lets its listener go as it stops: new connects are refused.
+    let mut refused = false;
+    for _ in 0..1000 {
+        if TcpStream::connect(b).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(refused, "the removed route still accepts");
+
+    let resp = tokio::time::timeout(DEADLINE, in_flight)
+        .await
+        .expect("an answer")
+        .expect("task")
+        .expect("the request in flight is answered");
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(body, "done");
+    // Closed right after that answer, long before `timeouts.client_idle` would close it.
+    tokio::time::timeout(Duration::from_secs(1), &mut connection)
+        .await
+        .expect("the removed route's connection closes after its answer")
+        .expect("task")
+        .expect("a clean close");
+
+    shutdown.cancel();
+    assert!(proxy.drain(DRAIN_TIMEOUT).await, "the drain timed out");
+}
