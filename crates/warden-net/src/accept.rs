@@ -14,7 +14,8 @@ use crate::limit::{ConnectionLimit, Slot};
 use crate::warn::WarnEvery;
 
 /// Accepts on `listener` until `stop` is cancelled, and runs the future `handle` makes of
-/// each connection as a task of `tasks`, so that a drain ([`crate::drain`]) waits for it.
+/// each connection as a task of `tasks`, so that a drain ([`drain`](fn@crate::drain))
+/// waits for it.
 ///
 /// With a `limit`, a slot is taken *before* each accept and held until the connection's task
 /// ends: once every slot is held the listener stops accepting and new connections wait in
