@@ -134,7 +134,57 @@ impl AcceptBackoff {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::{Notify, mpsc};
+
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_per_connection_task_and_a_stop_that_lets_the_listener_go() {
+        let listener = crate::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limit = ConnectionLimit::new(1, metrics::Gauge::noop());
+        let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+        let release = Arc::new(Notify::new());
+        let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
+        let looping = tokio::spawn({
+            let (stop, tasks, release) = (stop.clone(), tasks.clone(), Arc::clone(&release));
+            async move {
+                accept_loop(listener, "t", Some(&limit), &stop, &tasks, |stream, _| {
+                    let (tx, release) = (accepted_tx.clone(), Arc::clone(&release));
+                    async move {
+                        let _ = tx.send(());
+                        release.notified().await;
+                        drop(stream);
+                    }
+                })
+                .await;
+            }
+        });
+        let wait = Duration::from_secs(5);
+        let _first = TcpStream::connect(addr).await.unwrap();
+        tokio::time::timeout(wait, accepted.recv()).await.unwrap();
+        let _second = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            tokio::time::timeout(wait, accepted.recv()).await.is_err(),
+            "accepted past the limit"
+        );
+        release.notify_one();
+        tokio::time::timeout(wait, accepted.recv())
+            .await
+            .expect("the first connection's slot goes to the second");
+
+        stop.cancel();
+        looping.await.unwrap();
+        assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+        assert!(
+            !crate::drain(&tasks, wait).await,
+            "the second connection is still running"
+        );
+        release.notify_one();
+        assert!(crate::drain(&tasks, wait).await);
+    }
 
     #[test]
     fn per_connection_errors() {
