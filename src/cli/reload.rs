@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use metrics::{Counter, counter};
 use tokio::signal::unix::Signal;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use warden_config::Admin;
 use warden_proxy::Proxy;
 
@@ -44,7 +44,7 @@ pub(super) struct Reloader {
     /// The admin settings warden started with: they need a restart to change.
     pub admin: Admin,
     pub drain_timeout: Arc<Mutex<Duration>>,
-    pub stop: watch::Receiver<bool>,
+    pub stop: CancellationToken,
     /// What `GET /api/v1/config` shows: replaced when a reload takes effect.
     pub effective: Arc<Mutex<serde_json::Value>>,
 }
@@ -53,12 +53,12 @@ pub(super) struct Reloader {
 /// same for one more poll (an editor's save in several writes is one change).
 pub(super) async fn watch(mut r: Reloader) {
     let outcomes = Outcomes::new();
-    let mut stop = r.stop.clone();
+    let stop = r.stop.clone();
     let Some(watched) = r.watched.take() else {
         // Zero-config mode: SIGHUP must not kill the process, and has nothing to reload.
         loop {
             tokio::select! {
-                () = stopped(&mut stop) => return,
+                () = stop.cancelled() => return,
                 Some(()) = r.hangups.recv() => tracing::info!("SIGHUP: no config file to reload"),
             }
         }
@@ -71,7 +71,7 @@ pub(super) async fn watch(mut r: Reloader) {
     loop {
         tokio::select! {
             biased;
-            () = stopped(&mut stop) => return,
+            () = stop.cancelled() => return,
             Some(()) = r.hangups.recv() => {
                 tracing::info!(path = %path.display(), "SIGHUP: reloading");
                 seen = fingerprint(&path);
@@ -173,10 +173,6 @@ fn fingerprint(path: &std::path::Path) -> Option<Fingerprint> {
     std::fs::read(path)
         .ok()
         .map(|bytes| Fingerprint::of(&bytes))
-}
-
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// One `listening` line per route: operators read them, and so do the tests, to learn the

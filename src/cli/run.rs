@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use warden_admin::{AdminServer, AdminState, ConnectionsApi, Phase, Readiness};
 use warden_config::{Config, Role, ZeroConfig};
 use warden_health::{HealthDetail, HealthReport, HealthRow};
@@ -132,7 +132,7 @@ async fn serve(config: Config, watched: Option<reload::Watched>) -> anyhow::Resu
         hangups,
         admin: config.admin.clone(),
         drain_timeout: Arc::clone(&drain_timeout),
-        stop: running.proxy_stopped.clone(),
+        stop: running.shutdown.clone(),
         effective: Arc::clone(&running.effective),
     }));
 
@@ -150,11 +150,13 @@ pub(crate) struct Running {
     pub proxy: Proxy,
     pub admin_addr: SocketAddr,
     readiness: Arc<Readiness>,
-    stop_proxy: watch::Sender<bool>,
-    pub proxy_stopped: watch::Receiver<bool>,
+    /// Cancelled when shutdown begins: the proxy's listeners and the reloader stop.
+    pub shutdown: CancellationToken,
     /// What `GET /api/v1/config` shows; the reloader replaces it.
     pub effective: Arc<Mutex<serde_json::Value>>,
-    stop_admin: watch::Sender<bool>,
+    /// Stops the admin listener, once the proxy has drained: `/readyz` answers 503
+    /// throughout the drain.
+    stop_admin: CancellationToken,
     admin_task: tokio::task::JoinHandle<()>,
 }
 
@@ -168,8 +170,8 @@ pub(crate) async fn launch(config: &Config) -> anyhow::Result<Running> {
         None => None,
     };
     crate::fds::raise_and_check(config)?;
-    let (stop_proxy, proxy_stopped) = watch::channel(false);
-    let proxy = Proxy::start(config, proxy_stopped.clone()).await?;
+    let shutdown = CancellationToken::new();
+    let proxy = Proxy::start(config, shutdown.clone()).await?;
 
     let readiness = Arc::new(Readiness::default());
     let effective = Arc::new(Mutex::new(warden_config::effective_json(config)));
@@ -189,8 +191,8 @@ pub(crate) async fn launch(config: &Config) -> anyhow::Result<Running> {
     .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
     let admin_addr = admin.local_addr().context("admin listener address")?;
 
-    let (stop_admin, admin_stopped) = watch::channel(false);
-    let admin_task = tokio::spawn(admin.serve(admin_stopped));
+    let stop_admin = CancellationToken::new();
+    let admin_task = tokio::spawn(admin.serve(stop_admin.clone()));
     readiness.set(Phase::Ready);
     // Logged once ready: whoever waits for these lines may rely on /readyz saying 200.
     tracing::info!(addr = %admin_addr, "admin listening");
@@ -198,8 +200,7 @@ pub(crate) async fn launch(config: &Config) -> anyhow::Result<Running> {
         proxy,
         admin_addr,
         readiness,
-        stop_proxy,
-        proxy_stopped,
+        shutdown,
         effective,
         stop_admin,
         admin_task,
@@ -211,13 +212,14 @@ impl Running {
     /// then the listeners close.
     pub fn begin_shutdown(&self) {
         self.readiness.set(Phase::Draining);
-        let _ = self.stop_proxy.send(true);
+        self.shutdown.cancel();
     }
 
-    /// Waits for in-flight requests (up to `drain_timeout`), then stops the admin listener.
+    /// Waits for in-flight requests (up to `drain_timeout`), then stops the admin listener
+    /// and lets its own requests in flight finish.
     pub async fn finish_shutdown(self, drain_timeout: std::time::Duration) {
         let drained = self.proxy.drain(drain_timeout).await;
-        let _ = self.stop_admin.send(true);
+        self.stop_admin.cancel();
         let _ = self.admin_task.await;
         if drained {
             tracing::info!("drained; exiting");

@@ -25,12 +25,13 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use self::admission::{Reply, Scope};
 use super::inject::sidecar::SidecarArgs;
@@ -113,87 +114,63 @@ async fn serve(args: WebhookArgs) -> anyhow::Result<ExitCode> {
     // hyper's header-read timeout (30 s from a head's first byte) needs a timer.
     http.http1().timer(TokioTimer::new());
     http.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    let signal = async {
-        tokio::select! {
+    let http = Arc::new(http);
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    // The first signal turns /readyz to 503 at once, and closes the listener once the
+    // Service has had `--drain-delay` to stop routing here.
+    let drain_delay = args.drain_delay;
+    let signalled = async {
+        let signal = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
-        }
+        };
+        tracing::info!(signal, delay = ?drain_delay, "draining");
+        state.draining.store(true, Ordering::Relaxed);
+        tokio::time::sleep(drain_delay).await;
+        stop.cancel();
     };
-    tokio::pin!(signal);
-    let mut drain_until: Option<tokio::time::Instant> = None;
-    let mut backoff = warden_net::AcceptBackoff::default();
-    loop {
-        let accepted = tokio::select! {
-            signal = &mut signal, if drain_until.is_none() => {
-                tracing::info!(signal, delay = ?args.drain_delay, "draining");
-                state.draining.store(true, Ordering::Relaxed);
-                drain_until = Some(tokio::time::Instant::now() + args.drain_delay);
-                continue;
-            }
-            () = sleep_until(drain_until) => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(conn) => conn,
-            Err(err) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                backoff.failed(&err, "webhook").await;
-                continue;
-            }
-        };
-        backoff.succeeded();
-        let acceptor = acceptor.clone();
-        let http = http.clone();
-        let state = Arc::clone(&state);
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(err)) => {
-                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                    return;
+    let accepting =
+        warden_net::accept_loop(listener, "webhook", None, &stop, &tasks, |tcp, peer| {
+            let acceptor = acceptor.clone();
+            let http = Arc::clone(&http);
+            let state = Arc::clone(&state);
+            let stop = stop.clone();
+            async move {
+                let stream =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                let activity = warden_net::Activity::default();
+                let service = warden_net::Tracked::new(
+                    service_fn(move |req| {
+                        let state = Arc::clone(&state);
+                        async move { Ok::<_, Infallible>(route(req, &state).await) }
+                    }),
+                    activity.clone(),
+                );
+                let mut conn = Box::pin(http.serve_connection(TokioIo::new(stream), service));
+                if let Err(err) =
+                    warden_net::serve(conn.as_mut(), &activity, CLIENT_IDLE, &stop).await
+                {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
                 }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let activity = warden_net::Activity::default();
-            let service = warden_net::Tracked::new(
-                service_fn(move |req| {
-                    let state = Arc::clone(&state);
-                    async move { Ok::<_, Infallible>(route(req, &state).await) }
-                }),
-                activity.clone(),
-            );
-            let conn = http.serve_connection(TokioIo::new(stream), service);
-            let result = tokio::select! {
-                result = watcher.watch(conn.into_owned()) => result,
-                () = activity.idle_for(CLIENT_IDLE) => Ok(()),
-            };
-            if let Err(err) = result {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
         });
-    }
-    drop(listener);
-    if tokio::time::timeout(CLOSE_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    tokio::join!(signalled, accepting);
+    if !warden_net::drain(&tasks, CLOSE_TIMEOUT).await {
         tracing::warn!("connections still open after {CLOSE_TIMEOUT:?}; closing them");
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Sleeps until `deadline`; forever when there is none.
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {

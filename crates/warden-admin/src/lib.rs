@@ -20,7 +20,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use warden_health::{HealthDetail, HealthReport, HealthRow};
 
 /// Where the process is in its life, as `/readyz` reports it.
@@ -84,6 +85,10 @@ pub struct AdminState {
 /// port is closed as one of a route's would be.
 pub const ADMIN_CLIENT_IDLE: Duration = Duration::from_secs(60);
 
+/// How long the admin listener's requests in flight may take to finish once it stops:
+/// admin answers are computed in memory, so only a client that reads slowly takes this long.
+const ADMIN_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub struct AdminServer {
     listener: TcpListener,
     state: Arc<AdminState>,
@@ -111,52 +116,53 @@ impl AdminServer {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` turns true. Admin requests are short; open connections are
-    /// simply dropped at the end.
+    /// Serves until `shutdown` is cancelled, then stops accepting and returns once the
+    /// requests in flight have been answered and their connections closed (for up to 5 s).
     ///
     /// Heads must arrive within hyper's header-read timeout (30 s from their first byte), and
     /// a connection with no request in progress is closed after `client_idle`.
-    pub async fn serve(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve(self, shutdown: CancellationToken) {
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1().timer(TokioTimer::new());
         http.http2().timer(TokioTimer::new());
         let http = Arc::new(http);
-        let mut backoff = warden_net::AcceptBackoff::default();
-        loop {
-            let accepted = tokio::select! {
-                biased;
-                _ = shutdown.wait_for(|stop| *stop) => return,
-                accepted = self.listener.accept() => accepted,
-            };
-            let (stream, peer) = match accepted {
-                Ok(pair) => {
-                    backoff.succeeded();
-                    pair
+        let tasks = TaskTracker::new();
+        let AdminServer {
+            listener,
+            state,
+            client_idle,
+        } = self;
+        warden_net::accept_loop(
+            listener,
+            "admin",
+            None,
+            &shutdown,
+            &tasks,
+            |stream, peer| {
+                let state = Arc::clone(&state);
+                let http = Arc::clone(&http);
+                let shutdown = shutdown.clone();
+                async move {
+                    let activity = warden_net::Activity::default();
+                    let service = warden_net::Tracked::new(
+                        service_fn(move |req| {
+                            let resp = route(&state, &req, peer.ip());
+                            async move { Ok::<_, Infallible>(resp) }
+                        }),
+                        activity.clone(),
+                    );
+                    let mut conn = Box::pin(http.serve_connection(TokioIo::new(stream), service));
+                    if let Err(err) =
+                        warden_net::serve(conn.as_mut(), &activity, client_idle, &shutdown).await
+                    {
+                        tracing::debug!(error = %err, "admin connection ended with an error");
+                    }
                 }
-                Err(err) => {
-                    backoff.failed(&err, "admin").await;
-                    continue;
-                }
-            };
-            let state = Arc::clone(&self.state);
-            let http = Arc::clone(&http);
-            let idle = self.client_idle;
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let activity = warden_net::Activity::default();
-                let service = warden_net::Tracked::new(
-                    service_fn(move |req| {
-                        let resp = route(&state, &req, peer.ip());
-                        async move { Ok::<_, Infallible>(resp) }
-                    }),
-                    activity.clone(),
-                );
-                let mut conn = Box::pin(http.serve_connection(TokioIo::new(stream), service));
-                if let Err(err) = warden_net::serve(conn.as_mut(), &activity, idle, shutdown).await
-                {
-                    tracing::debug!(error = %err, "admin connection ended with an error");
-                }
-            });
+            },
+        )
+        .await;
+        if !warden_net::drain(&tasks, ADMIN_DRAIN_TIMEOUT).await {
+            tracing::warn!(timeout = ?ADMIN_DRAIN_TIMEOUT, "admin requests still in flight; closing them");
         }
     }
 }

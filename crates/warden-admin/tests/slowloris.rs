@@ -7,11 +7,11 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use warden_admin::{AdminServer, AdminState, Readiness};
 
-async fn admin() -> (std::net::SocketAddr, watch::Sender<bool>) {
+async fn admin() -> (std::net::SocketAddr, CancellationToken) {
     let state = AdminState {
         readiness: Arc::new(Readiness::default()),
         metrics: PrometheusBuilder::new().build_recorder().handle(),
@@ -23,8 +23,8 @@ async fn admin() -> (std::net::SocketAddr, watch::Sender<bool>) {
         .unwrap()
         .with_client_idle(Duration::from_secs(10));
     let addr = server.local_addr().unwrap();
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(server.serve(stopped));
+    let stop = CancellationToken::new();
+    tokio::spawn(server.serve(stop.clone()));
     (addr, stop)
 }
 

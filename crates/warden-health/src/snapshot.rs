@@ -195,6 +195,7 @@ pub struct HealthDetail {
 /// `GET /api/v1/connections/health`: `{"connections":[row, ...]}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HealthReport {
+    /// One row per configured connection, in config order.
     pub connections: Vec<HealthRow>,
 }
 

@@ -1,9 +1,75 @@
-//! What to do when `accept` fails.
+//! The accept loop every listener runs (the proxy's routes, the admin API, the webhook), and
+//! what it does when `accept` fails.
 
+use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::limit::{ConnectionLimit, Slot};
 use crate::warn::WarnEvery;
+
+/// Accepts on `listener` until `stop` is cancelled, and runs the future `handle` makes of
+/// each connection as a task of `tasks`, so that a drain ([`drain`](fn@crate::drain))
+/// waits for it.
+///
+/// With a `limit`, a slot is taken *before* each accept and held until the connection's task
+/// ends: once every slot is held the listener stops accepting and new connections wait in
+/// the kernel's listen backlog instead of costing a descriptor. `name` names the listener in
+/// warnings. The listener is dropped on return, so later connects are refused rather than
+/// left waiting in a backlog nobody reads.
+pub async fn accept_loop<H, F>(
+    listener: TcpListener,
+    name: &str,
+    limit: Option<&ConnectionLimit>,
+    stop: &CancellationToken,
+    tasks: &TaskTracker,
+    mut handle: H,
+) where
+    H: FnMut(TcpStream, SocketAddr) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut backoff = AcceptBackoff::default();
+    loop {
+        let slot: Option<Slot> = match limit {
+            Some(limit) => tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                slot = limit.acquire(name) => Some(slot),
+            },
+            None => None,
+        };
+        let accepted = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => {
+                backoff.succeeded();
+                pair
+            }
+            Err(err) => {
+                drop(slot);
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => return,
+                    () = backoff.failed(&err, name) => continue,
+                }
+            }
+        };
+        let permit = slot.map(Slot::connected);
+        let connection = handle(stream, peer);
+        tasks.spawn(async move {
+            connection.await;
+            drop(permit);
+        });
+    }
+}
 
 /// The first pause after a resource error, doubled on each one in a row up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(5);
@@ -11,7 +77,7 @@ const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// Whether an accept error concerns only the connection being accepted (it was reset or
 /// aborted before we got to it): the listener is fine and the next accept may go at once.
-pub fn is_per_connection(err: &io::Error) -> bool {
+pub(crate) fn is_per_connection(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::ConnectionAborted
@@ -25,7 +91,7 @@ pub fn is_per_connection(err: &io::Error) -> bool {
 /// Paces an accept loop through resource errors (out of descriptors, memory or buffers):
 /// retrying at once would spin, a fixed short pause would still warn twenty times a second.
 /// The pause doubles while errors continue, and the warning repeats once per 10 s at most.
-pub struct AcceptBackoff {
+pub(crate) struct AcceptBackoff {
     pause: Duration,
     warn: WarnEvery,
 }
@@ -41,13 +107,13 @@ impl Default for AcceptBackoff {
 
 impl AcceptBackoff {
     /// After an accept succeeded.
-    pub fn succeeded(&mut self) {
+    pub(crate) fn succeeded(&mut self) {
         self.pause = FIRST_PAUSE;
     }
 
     /// After an accept failed: returns at once for a per-connection error, and pauses
     /// otherwise. `listener` names the listener in the warning.
-    pub async fn failed(&mut self, err: &io::Error, listener: &str) {
+    pub(crate) async fn failed(&mut self, err: &io::Error, listener: &str) {
         if is_per_connection(err) {
             tracing::debug!(listener, error = %err, "accept: connection gone before it was accepted");
             return;
@@ -68,7 +134,57 @@ impl AcceptBackoff {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::{Notify, mpsc};
+
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_per_connection_task_and_a_stop_that_lets_the_listener_go() {
+        let listener = crate::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limit = ConnectionLimit::new(1, metrics::Gauge::noop());
+        let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+        let release = Arc::new(Notify::new());
+        let (accepted_tx, mut accepted) = mpsc::unbounded_channel();
+        let looping = tokio::spawn({
+            let (stop, tasks, release) = (stop.clone(), tasks.clone(), Arc::clone(&release));
+            async move {
+                accept_loop(listener, "t", Some(&limit), &stop, &tasks, |stream, _| {
+                    let (tx, release) = (accepted_tx.clone(), Arc::clone(&release));
+                    async move {
+                        let _ = tx.send(());
+                        release.notified().await;
+                        drop(stream);
+                    }
+                })
+                .await;
+            }
+        });
+        let wait = Duration::from_secs(5);
+        let _first = TcpStream::connect(addr).await.unwrap();
+        tokio::time::timeout(wait, accepted.recv()).await.unwrap();
+        let _second = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            tokio::time::timeout(wait, accepted.recv()).await.is_err(),
+            "accepted past the limit"
+        );
+        release.notify_one();
+        tokio::time::timeout(wait, accepted.recv())
+            .await
+            .expect("the first connection's slot goes to the second");
+
+        stop.cancel();
+        looping.await.unwrap();
+        assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+        assert!(
+            !crate::drain(&tasks, wait).await,
+            "the second connection is still running"
+        );
+        release.notify_one();
+        assert!(crate::drain(&tasks, wait).await);
+    }
 
     #[test]
     fn per_connection_errors() {

@@ -18,7 +18,8 @@ use std::time::Duration;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper_util::server::graceful::GracefulConnection;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// How long a connection closed for idleness may take to say goodbye (HTTP/2 GOAWAY, a
 /// request that raced the timer) before the socket is dropped regardless.
@@ -73,13 +74,14 @@ impl Activity {
     }
 }
 
-/// Drives one client connection (pinned by the caller, who may box it) until it ends, closing it after `idle` without a request in
-/// progress, or gracefully once `shutdown` turns true (in-flight requests finish).
+/// Drives one client connection (pinned by the caller, who may box it) until it ends, closing
+/// it after `idle` without a request in progress, or gracefully once `shutdown` is cancelled
+/// (in-flight requests finish).
 pub async fn serve<C>(
     mut conn: Pin<&mut C>,
     activity: &Activity,
     idle: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: &CancellationToken,
 ) -> Result<(), C::Error>
 where
     C: GracefulConnection,
@@ -94,18 +96,12 @@ where
                 () = activity.idle_for(CLOSE_GRACE) => Ok(()),
             }
         }
-        () = stopped(&mut shutdown) => {
+        () = shutdown.cancelled() => {
             // Finish the request in flight, then close (HTTP/2: GOAWAY).
             conn.as_mut().graceful_shutdown();
             conn.await
         }
     }
-}
-
-/// Resolves once shutdown is asked for, or once nobody is left who could ask. (The guard
-/// `wait_for` returns must not live across an await: it is not `Send`.)
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// A hyper service that counts its requests in progress into an [`Activity`].

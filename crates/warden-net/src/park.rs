@@ -33,7 +33,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::idle::{Activity, Tracked};
 
@@ -128,7 +128,7 @@ pub async fn serve_parked<S, B>(
     builders: &Builders,
     service: S,
     idle: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: &CancellationToken,
 ) where
     S: hyper::service::Service<Request<ClientBody>, Response = Response<B>>
         + Clone
@@ -142,7 +142,7 @@ pub async fn serve_parked<S, B>(
 {
     let sniffed = tokio::select! {
         sniffed = tokio::time::timeout(idle, sniff(&mut stream)) => sniffed,
-        () = stopped(&mut shutdown) => return,
+        () = shutdown.cancelled() => return,
     };
     let (protocol, mut prefix) = match sniffed {
         Ok(Ok(Some(found))) => found,
@@ -173,7 +173,7 @@ pub async fn serve_parked<S, B>(
             builders,
             service.clone(),
             idle,
-            shutdown.clone(),
+            shutdown,
         ))
         .await;
         let Some((next_stream, rest)) = turn else {
@@ -181,14 +181,14 @@ pub async fn serve_parked<S, B>(
         };
         stream = next_stream;
         prefix = rest;
-        if *shutdown.borrow() {
+        if shutdown.is_cancelled() {
             return;
         }
         if prefix.is_empty() {
             // Parked: the socket alone waits for the next request's first byte.
             let next = tokio::select! {
                 next = tokio::time::timeout(idle, crate::first_byte(&stream)) => next,
-                () = stopped(&mut shutdown) => return,
+                () = shutdown.cancelled() => return,
             };
             match next {
                 Ok(Ok(true)) => {}
@@ -231,7 +231,7 @@ async fn serve_h2<S, B>(
     builders: &Builders,
     service: S,
     idle: Duration,
-    shutdown: watch::Receiver<bool>,
+    shutdown: &CancellationToken,
 ) where
     S: hyper::service::Service<Request<ClientBody>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
@@ -255,7 +255,7 @@ async fn serve_one<S, B>(
     builders: &Builders,
     service: S,
     idle: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: &CancellationToken,
 ) -> Option<(TcpStream, Bytes)>
 where
     S: hyper::service::Service<Request<ClientBody>, Response = Response<B>>
@@ -296,7 +296,7 @@ where
             tracing::debug!(?idle, "closing an idle client connection");
             return None;
         }
-        () = stopped(&mut shutdown) => {
+        () = shutdown.cancelled() => {
             // The request in flight finishes; the socket is not reused.
             Pin::new(&mut conn).graceful_shutdown();
             let _ = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await;
@@ -499,11 +499,6 @@ impl AsyncWrite for Rewind {
     }
 }
 
-/// Resolves once shutdown is asked for, or once nobody is left who could ask.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
@@ -552,7 +547,7 @@ mod tests {
     struct Server {
         addr: SocketAddr,
         accepted: Arc<AtomicUsize>,
-        _stop: watch::Sender<bool>,
+        _stop: tokio_util::sync::DropGuard,
         task: tokio::task::JoinHandle<()>,
     }
 
@@ -572,7 +567,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
-        let (stop, shutdown) = watch::channel(false);
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone().drop_guard();
         let count = Arc::clone(&accepted);
         let builders = Arc::new(builders());
         let task = tokio::spawn(async move {
@@ -582,7 +578,7 @@ mod tests {
                 let builders = Arc::clone(&builders);
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    serve_parked(stream, &builders, Echo { read_body }, idle, shutdown).await;
+                    serve_parked(stream, &builders, Echo { read_body }, idle, &shutdown).await;
                 });
             }
         });
@@ -642,13 +638,13 @@ mod tests {
             .unwrap();
         let (stream, _) = listener.accept().await.unwrap();
         let builders = builders();
-        let (_stop, shutdown) = watch::channel(false);
+        let shutdown = CancellationToken::new();
         let fut = serve_parked(
             stream,
             &builders,
             Echo { read_body: false },
             Duration::from_secs(1),
-            shutdown,
+            &shutdown,
         );
         let size = std::mem::size_of_val(&fut);
         assert!(size <= 1024, "a parked connection's future is {size} bytes");

@@ -16,7 +16,6 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// Odd requests to /flaky get 503 + Retry-After: 0, even ones 200; /plain always 200.
 async fn upstream() -> SocketAddr {
@@ -71,8 +70,8 @@ connections:
 "
         );
         let config = warden_config::parse(&yaml, "bench").expect("config");
-        let (stop, stopped) = watch::channel(false);
-        let proxy = warden_proxy::Proxy::start(&config, stopped)
+        let stop = tokio_util::sync::CancellationToken::new();
+        let proxy = warden_proxy::Proxy::start(&config, stop.clone())
             .await
             .expect("start");
         let addr = proxy.bound().await[0].addr;

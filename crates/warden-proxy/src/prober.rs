@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use warden_config::{ErrorKind, Role, TlsDetail};
 use warden_health::ProbeOutcome;
 
@@ -53,16 +54,16 @@ impl Schedule {
     }
 }
 
-/// Runs one probe loop per target until shutdown; returns when every loop has ended
-/// (waiting probes cancelled, in-flight ones finished).
-pub(crate) async fn run(
+/// Starts one probe loop per target, as tasks of `tasks`, until `stop` is cancelled: then
+/// waiting probes end at once and a probe in flight finishes first, so a drain waits for it.
+pub(crate) fn run(
     targets: Vec<ProbeTarget>,
     max_concurrent: usize,
     opened: watch::Receiver<u64>,
-    shutdown: watch::Receiver<bool>,
+    stop: &CancellationToken,
+    tasks: &TaskTracker,
 ) {
     let permits = Arc::new(Semaphore::new(max_concurrent.max(1)));
-    let mut loops = JoinSet::new();
     for target in targets {
         let upstream = Arc::clone(&target.upstream);
         let (path, timeout) = (target.path.clone(), target.timeout);
@@ -72,7 +73,7 @@ pub(crate) async fn run(
             metrics: target.metrics,
             schedule: target.schedule,
         };
-        loops.spawn(probe_loop(
+        tasks.spawn(probe_loop(
             looped,
             move || {
                 let upstream = Arc::clone(&upstream);
@@ -81,10 +82,9 @@ pub(crate) async fn run(
             },
             Arc::clone(&permits),
             opened.clone(),
-            shutdown.clone(),
+            stop.clone(),
         ));
     }
-    while loops.join_next().await.is_some() {}
 }
 
 /// Waits for the target's circuit to open, then probes it until it closes; again and again
@@ -94,7 +94,7 @@ pub(crate) async fn probe_loop<P, F>(
     probe: P,
     permits: Arc<Semaphore>,
     mut opened: watch::Receiver<u64>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) where
     P: Fn() -> F,
     F: Future<Output = ProbeResult>,
@@ -112,7 +112,7 @@ pub(crate) async fn probe_loop<P, F>(
         if !health.is_circuit_open(role) {
             tokio::select! {
                 biased;
-                _ = stopped(&mut shutdown) => return,
+                () = shutdown.cancelled() => return,
                 changed = opened.changed() => if changed.is_err() { return },
             }
             continue;
@@ -123,7 +123,7 @@ pub(crate) async fn probe_loop<P, F>(
             health.set_next_probe(role, health::now() + delay);
             tokio::select! {
                 biased;
-                _ = stopped(&mut shutdown) => return,
+                () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(delay) => {}
             }
             // A reset may have closed it while we slept.
@@ -132,7 +132,7 @@ pub(crate) async fn probe_loop<P, F>(
             }
             let permit = tokio::select! {
                 biased;
-                _ = stopped(&mut shutdown) => return,
+                () = shutdown.cancelled() => return,
                 permit = permits.acquire() => match permit {
                     Ok(permit) => permit,
                     Err(_closed) => return,
@@ -164,10 +164,6 @@ pub(crate) async fn probe_loop<P, F>(
             );
         }
     }
-}
-
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 #[cfg(test)]
@@ -233,7 +229,7 @@ connections:
         let calls = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&calls);
         let start = Instant::now();
-        let (stop, shutdown) = watch::channel(false);
+        let stop = CancellationToken::new();
         let looping = tokio::spawn(probe_loop(
             target,
             move || {
@@ -251,7 +247,7 @@ connections:
             },
             Arc::new(Semaphore::new(1)),
             hub.circuit_openings(),
-            shutdown,
+            stop.clone(),
         ));
         // Paused time runs the whole outage in an instant.
         while health.is_circuit_open(Role::Mcp) {
@@ -274,7 +270,7 @@ connections:
             );
             previous = *at;
         }
-        let _ = stop.send(true);
+        stop.cancel();
         looping.await.expect("loop ends on shutdown");
     }
 
@@ -282,7 +278,7 @@ connections:
     async fn shutdown_cancels_a_waiting_probe_and_waits_for_one_in_flight() {
         // Waiting: the loop is asleep until its first probe; shutdown ends it at once.
         let (hub, target) = open_circuit();
-        let (stop, shutdown) = watch::channel(false);
+        let stop = CancellationToken::new();
         let waiting = tokio::spawn(probe_loop(
             target,
             || async {
@@ -294,15 +290,15 @@ connections:
             },
             Arc::new(Semaphore::new(1)),
             hub.circuit_openings(),
-            shutdown,
+            stop.clone(),
         ));
         tokio::task::yield_now().await;
-        let _ = stop.send(true);
+        stop.cancel();
         waiting.await.expect("waiting loop ends");
 
         // In flight: the probe is running when shutdown comes; the loop ends only after it.
         let (hub, target) = open_circuit();
-        let (stop, shutdown) = watch::channel(false);
+        let stop = CancellationToken::new();
         let started = Arc::new(tokio::sync::Notify::new());
         let release = Arc::new(tokio::sync::Notify::new());
         let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -328,10 +324,10 @@ connections:
             },
             Arc::new(Semaphore::new(1)),
             hub.circuit_openings(),
-            shutdown,
+            stop.clone(),
         ));
         started.notified().await;
-        let _ = stop.send(true);
+        stop.cancel();
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(
             !in_flight.is_finished(),

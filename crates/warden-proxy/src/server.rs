@@ -13,16 +13,17 @@ use http::uri::PathAndQuery;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use warden_config::{Config, Role};
-use warden_net::{AcceptBackoff, Activity, ConnectionLimit, Tracked};
+use warden_net::{Activity, ConnectionLimit, Tracked};
 use warden_policy::Policy;
 
 use crate::health::HealthHub;
 use crate::prober::{self, ProbeTarget, Schedule};
 use crate::retry::RetrySlots;
-use crate::service::{Classifier, RouteCtx, RouteService};
+use crate::service::{Classifier, ProxyWide, RouteCtx, RouteService};
 use crate::strict;
 use crate::tls::TlsError;
 use crate::upstream::{self, UpstreamClient};
@@ -61,7 +62,8 @@ pub struct BoundRoute {
 pub struct Reloaded {
     /// Listeners bound for routes that are new (or moved to another address).
     pub added: Vec<BoundRoute>,
-    /// Routes whose listener was closed; their open connections finish as they were.
+    /// Routes whose listener was closed; their open connections finish the requests in
+    /// flight, then close.
     pub removed: Vec<BoundRoute>,
     /// Routes kept, now serving with the new settings and rules.
     pub kept: usize,
@@ -77,19 +79,22 @@ pub struct Proxy {
 
 struct Shared {
     health: Arc<HealthHub>,
-    shutdown: watch::Receiver<bool>,
+    /// Cancelled at shutdown; every listener's and prober's token is a child of it.
+    shutdown: CancellationToken,
+    /// What a drain waits for: accept loops, client connections, coalesced token exchanges
+    /// and probes, whichever config version started them.
+    tasks: TaskTracker,
     /// Reloads and the final drain take turns.
     state: Mutex<State>,
-    /// Every connection task holds a clone; when the last is gone the drain is complete.
-    open: std::sync::Mutex<Option<mpsc::Sender<()>>>,
-    all_closed: Mutex<mpsc::Receiver<()>>,
     /// `limits.max_connections`, shared by every route's listener.
     connections: Arc<ConnectionLimit>,
 }
 
 struct State {
     listeners: HashMap<RouteKey, Listener>,
-    prober: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    /// Stops the probe loops of the running config: waiting probes end, probes in flight
+    /// finish as tasks the drain waits for.
+    prober: Option<CancellationToken>,
     /// The proxy-wide retry slots and their count: kept across reloads that keep the
     /// count, so retries in flight stay counted.
     retry_slots: Option<(usize, Arc<RetrySlots>)>,
@@ -102,8 +107,9 @@ struct Listener {
     ctx: Arc<ArcSwap<RouteCtx>>,
     /// `timeouts.client_idle` in milliseconds, read by each new connection.
     client_idle: Arc<AtomicU64>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// Stops accepting and closes this route's connections after their requests: at
+    /// shutdown (a child of [`Shared::shutdown`]) or when a reload removes the route.
+    stop: CancellationToken,
 }
 
 /// Everything a config yields before anything running is touched: the fallible part of a
@@ -116,11 +122,8 @@ struct Prepared {
 
 impl Proxy {
     /// Builds every route (TLS material is read here, so bad files fail before any socket is
-    /// bound), binds every listener and starts serving until `shutdown` turns true.
-    pub async fn start(
-        config: &Config,
-        shutdown: watch::Receiver<bool>,
-    ) -> Result<Proxy, ProxyError> {
+    /// bound), binds every listener and starts serving until `shutdown` is cancelled.
+    pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Proxy, ProxyError> {
         let prepared = prepare(config, None)?;
         let mut bound = Vec::new();
         for (conn, route) in config.routes() {
@@ -130,18 +133,16 @@ impl Proxy {
             "warden_client_connections",
             "Client connections open, across every route (at most limits.max_connections)"
         );
-        let (open, all_closed) = mpsc::channel::<()>(1);
         let proxy = Proxy {
             shared: Arc::new(Shared {
                 health: HealthHub::new(config),
                 shutdown,
+                tasks: TaskTracker::new(),
                 state: Mutex::new(State {
                     listeners: HashMap::new(),
                     prober: None,
                     retry_slots: None,
                 }),
-                open: std::sync::Mutex::new(Some(open)),
-                all_closed: Mutex::new(all_closed),
                 connections: ConnectionLimit::new(
                     config.limits.max_connections,
                     metrics::gauge!("warden_client_connections"),
@@ -200,6 +201,10 @@ impl Proxy {
         let mut report = Reloaded::default();
         let mut keep = HashMap::new();
         let mut probes = Vec::new();
+        let proxywide = ProxyWide {
+            retry_slots: Arc::clone(&prepared.retry_slots),
+            tasks: self.shared.tasks.clone(),
+        };
         let clients = prepared.clients.into_iter();
         for (((conn, route), client), listener) in config.routes().zip(clients).zip(fresh.drain(..))
         {
@@ -212,7 +217,7 @@ impl Proxy {
                 config,
                 &prepared.classifier,
                 Arc::clone(&conn_health),
-                Arc::clone(&prepared.retry_slots),
+                &proxywide,
             );
             if let Some(previous) = state.listeners.get(&key) {
                 ctx = ctx.inherit(&previous.ctx.load());
@@ -273,18 +278,19 @@ impl Proxy {
             Arc::clone(&prepared.retry_slots),
         ));
 
-        if let Some((stop, _task)) = state.prober.take() {
-            // Its waiting probes end now; one in flight finishes on its own.
-            let _ = stop.send(true);
+        if let Some(stop) = state.prober.take() {
+            // Its waiting probes end now; one in flight finishes, and the drain waits for it.
+            stop.cancel();
         }
-        let (stop, stopped) = watch::channel(false);
-        let prober = tokio::spawn(prober::run(
+        let stop = self.shared.shutdown.child_token();
+        prober::run(
             probes,
             config.limits.max_concurrent_probes,
             health.circuit_openings(),
-            any_of(self.shared.shutdown.clone(), stopped),
-        ));
-        state.prober = Some((stop, prober));
+            &stop,
+            &self.shared.tasks,
+        );
+        state.prober = Some(stop);
         report
     }
 
@@ -299,24 +305,17 @@ impl Proxy {
         let bound = listener.local_addr().unwrap_or(configured);
         let ctx = Arc::new(ArcSwap::new(ctx));
         let client_idle = Arc::new(AtomicU64::new(millis(client_idle)));
-        let (stop, stopped) = watch::channel(false);
-        let open = self
-            .shared
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let task = tokio::spawn(accept_loop(
+        let stop = self.shared.shutdown.child_token();
+        self.shared.tasks.spawn(accept(
             listener,
             Accepting {
                 ctx: Arc::clone(&ctx),
                 client_idle: Arc::clone(&client_idle),
                 http,
                 connections: Arc::clone(&self.shared.connections),
+                stop: stop.clone(),
+                tasks: self.shared.tasks.clone(),
             },
-            open,
-            any_of(self.shared.shutdown.clone(), stopped),
-            self.shared.shutdown.clone(),
         ));
         Listener {
             configured,
@@ -324,7 +323,6 @@ impl Proxy {
             ctx,
             client_idle,
             stop,
-            task,
         }
     }
 
@@ -347,44 +345,29 @@ impl Proxy {
             .collect()
     }
 
-    /// After `shutdown` turned true: waits for the listeners to close and for in-flight
-    /// requests and probes to finish, for up to `drain_timeout`; returns whether all did.
+    /// Stops the listeners (cancelling `shutdown`, if that has not happened yet) and waits
+    /// for what they started to finish, for up to `drain_timeout`: in-flight requests,
+    /// coalesced token exchanges and probes in flight, including those a reload's
+    /// predecessor started. Returns whether all did.
     pub async fn drain(&self, drain_timeout: Duration) -> bool {
         let mut state = self.shared.state.lock().await;
-        let loops: Vec<_> = state.listeners.drain().map(|(_, l)| l.task).collect();
-        for task in loops {
-            let _ = task.await;
-        }
-        let prober = state.prober.take();
+        self.shared.shutdown.cancel();
+        state.listeners.clear();
+        state.prober = None;
         drop(state);
-        // Our own sender goes, so only connection tasks keep the channel open.
-        self.shared
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
         tracing::info!(timeout = ?drain_timeout, "draining in-flight requests");
-        let drain = async {
-            self.shared.all_closed.lock().await.recv().await;
-            // Waiting probes were cancelled by the signal; in-flight ones finish.
-            if let Some((_, task)) = prober {
-                let _ = task.await;
-            }
-        };
-        match tokio::time::timeout(drain_timeout, drain).await {
-            Ok(()) => true,
-            Err(_) => {
-                tracing::warn!(timeout = ?drain_timeout, "drain timeout reached; closing the remaining connections");
-                false
-            }
+        let drained = warden_net::drain(&self.shared.tasks, drain_timeout).await;
+        if !drained {
+            tracing::warn!(timeout = ?drain_timeout, "drain timeout reached; closing the remaining connections");
         }
+        drained
     }
 }
 
 impl Listener {
-    /// Stops accepting; connections already open finish as they were.
+    /// Stops accepting; connections already open finish their requests and close.
     fn retire(self, key: &RouteKey) -> BoundRoute {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         BoundRoute {
             connection: key.0.clone(),
             role: key.1,
@@ -446,21 +429,6 @@ async fn bind(connection: &str, role: Role, addr: SocketAddr) -> Result<TcpListe
     })
 }
 
-/// A receiver that turns true when either does.
-fn any_of(a: watch::Receiver<bool>, b: watch::Receiver<bool>) -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(*a.borrow() || *b.borrow());
-    tokio::spawn(async move {
-        let (mut a, mut b) = (a, b);
-        tokio::select! {
-            _ = stopped(&mut a) => {}
-            _ = stopped(&mut b) => {}
-            () = tx.closed() => return,
-        }
-        let _ = tx.send(true);
-    });
-    rx
-}
-
 fn server_builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -490,67 +458,46 @@ struct Accepting {
     client_idle: Arc<AtomicU64>,
     http: Arc<auto::Builder<TokioExecutor>>,
     connections: Arc<ConnectionLimit>,
+    /// This route's listener token: stops accepting, and closes its connections gracefully.
+    stop: CancellationToken,
+    tasks: TaskTracker,
 }
 
-/// Accepts until `stop` (shutdown, or this route's removal). Connections end gracefully on
-/// `shutdown` only: a removed route's open connections finish on their own.
-///
-/// A slot of `limits.max_connections` is taken before each accept, so a full proxy leaves
-/// new connections in the listen backlog rather than accepting what it cannot serve.
-async fn accept_loop(
-    listener: TcpListener,
-    accepting: Accepting,
-    open: Option<mpsc::Sender<()>>,
-    mut stop: watch::Receiver<bool>,
-    shutdown: watch::Receiver<bool>,
-) {
-    let Some(open) = open else {
-        // Draining already: nothing may start.
-        return;
-    };
+/// Accepts until the route's `stop` (shutdown, or this route's removal), each connection
+/// holding a slot of `limits.max_connections`.
+async fn accept(listener: TcpListener, accepting: Accepting) {
     let name = {
         let ctx = accepting.ctx.load();
         format!("{}.{}", ctx.connection, ctx.role)
     };
-    let mut backoff = AcceptBackoff::default();
-    loop {
-        let slot = tokio::select! {
-            biased;
-            _ = stopped(&mut stop) => return,
-            slot = accepting.connections.acquire(&name) => slot,
-        };
-        let accepted = tokio::select! {
-            biased;
-            _ = stopped(&mut stop) => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => {
-                backoff.succeeded();
-                pair
-            }
-            Err(err) => {
-                drop(slot);
-                tokio::select! {
-                    biased;
-                    _ = stopped(&mut stop) => return,
-                    () = backoff.failed(&err, &name) => continue,
-                }
-            }
-        };
-        let permit = slot.connected();
-        let _ = stream.set_nodelay(true);
-        let idle = Duration::from_millis(accepting.client_idle.load(Ordering::Relaxed));
-        let ctx = Arc::clone(&accepting.ctx);
-        let http = Arc::clone(&accepting.http);
-        let open = open.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            serve_client(stream, peer, ctx, http, idle, shutdown).await;
-            drop(permit);
-            drop(open);
-        });
-    }
+    let Accepting {
+        ctx,
+        client_idle,
+        http,
+        connections,
+        stop,
+        tasks,
+    } = accepting;
+    warden_net::accept_loop(
+        listener,
+        &name,
+        Some(&connections),
+        &stop,
+        &tasks,
+        |stream, peer| {
+            let _ = stream.set_nodelay(true);
+            let idle = Duration::from_millis(client_idle.load(Ordering::Relaxed));
+            serve_client(
+                stream,
+                peer,
+                Arc::clone(&ctx),
+                Arc::clone(&http),
+                idle,
+                stop.clone(),
+            )
+        },
+    )
+    .await;
 }
 
 /// Serves one client connection until it closes, goes idle for `idle`, or shutdown ends it.
@@ -564,11 +511,11 @@ async fn serve_client(
     ctx: Arc<ArcSwap<RouteCtx>>,
     http: Arc<auto::Builder<TokioExecutor>>,
     idle: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let first = tokio::select! {
         first = tokio::time::timeout(idle, warden_net::first_byte(&stream)) => first,
-        _ = stopped(&mut shutdown) => return,
+        () = shutdown.cancelled() => return,
     };
     match first {
         Ok(Ok(true)) => {}
@@ -588,7 +535,7 @@ async fn serve_http(
     ctx: Arc<ArcSwap<RouteCtx>>,
     http: Arc<auto::Builder<TokioExecutor>>,
     idle: Duration,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let activity = Activity::default();
     let service = Tracked::new(RouteService::new(ctx, peer), activity.clone());
@@ -596,18 +543,13 @@ async fn serve_http(
         http.serve_connection(TokioIo::new(stream), service)
             .into_owned(),
     );
-    if let Err(err) = warden_net::serve(conn.as_mut(), &activity, idle, shutdown).await {
+    if let Err(err) = warden_net::serve(conn.as_mut(), &activity, idle, &shutdown).await {
         tracing::debug!(%peer, error = %err, "client connection ended with an error");
     }
 }
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Resolves once shutdown is asked for, or once nobody is left who could ask.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// The request headers classification may need after the request has gone upstream:
@@ -657,16 +599,18 @@ mod tests {
             &config,
             &prepared.classifier,
             health.get_or_insert(conn, 10),
-            prepared.retry_slots,
+            &ProxyWide {
+                retry_slots: prepared.retry_slots,
+                tasks: TaskTracker::new(),
+            },
         );
-        let (_tx, rx) = watch::channel(false);
         let fut = serve_client(
             stream,
             peer,
             Arc::new(ArcSwap::new(Arc::new(ctx))),
             Arc::new(server_builder(65536)),
             Duration::from_secs(60),
-            rx,
+            CancellationToken::new(),
         );
         let size = std::mem::size_of_val(&fut);
         assert!(size <= 1024, "a silent connection's future is {size} bytes");

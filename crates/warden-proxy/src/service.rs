@@ -13,6 +13,7 @@ use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 use warden_config::{Connection, ErrorKind, Role, Route, Verdict};
 use warden_health::{Gate, GateRequest};
@@ -42,6 +43,15 @@ pub struct Classifier {
     pub body_rules: bool,
 }
 
+/// What every route shares with the whole proxy, across reloads.
+pub(crate) struct ProxyWide {
+    /// `limits.max_concurrent_retries`.
+    pub(crate) retry_slots: Arc<RetrySlots>,
+    /// Where work that outlives its request runs (a coalesced token exchange), so that a
+    /// drain waits for it.
+    pub(crate) tasks: TaskTracker,
+}
+
 /// Everything one route's requests need, built once per route.
 pub struct RouteCtx {
     pub connection: String,
@@ -66,6 +76,8 @@ pub struct RouteCtx {
     pub(crate) health: Arc<ConnHealth>,
     retry: Arc<RouteRetry>,
     coalescer: Arc<Coalescer>,
+    /// The proxy's drain tracker: coalesced exchanges run as its tasks.
+    tasks: TaskTracker,
     /// `log.access`: one line per request.
     pub(crate) access_log: bool,
     /// The record stage's view of this route.
@@ -85,7 +97,7 @@ impl RouteCtx {
         config: &warden_config::Config,
         classifier: &Classifier,
         health: Arc<ConnHealth>,
-        retry_slots: Arc<RetrySlots>,
+        proxywide: &ProxyWide,
     ) -> Self {
         let limits = &config.limits;
         let scheme = match route.upstream.scheme {
@@ -133,9 +145,10 @@ impl RouteCtx {
                 &connection.name,
                 route.role,
                 route.retry,
-                retry_slots,
+                Arc::clone(&proxywide.retry_slots),
             )),
             coalescer: Arc::default(),
+            tasks: proxywide.tasks.clone(),
             access_log,
             upstream_settings: upstream_settings(route),
         }
@@ -429,7 +442,7 @@ impl RouteCtx {
 
     /// A refresh grant: joins the exchange already in flight for the same refresh token, or
     /// starts it. The exchange runs on its own task, so a caller that goes away does not
-    /// cancel it for the others.
+    /// cancel it for the others, and a drain waits for it even when every caller has gone.
     async fn coalesced(
         self: &Arc<Self>,
         key: u64,
@@ -461,7 +474,7 @@ impl RouteCtx {
         };
         let (own_tx, own_rx) = tokio::sync::oneshot::channel::<LeaderAnswer>();
         let ctx = Arc::clone(self);
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let result = ctx.exchange(attempt, info, gate_request, deadline).await;
             let (shared, own) = coalesce::share(result, deadline, &ctx.connection, ctx.role).await;
             publisher.publish(Arc::new(shared));

@@ -16,8 +16,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use warden_proxy::Proxy;
 
 /// A test upstream: answers `200` with the number of request header fields it got in
@@ -86,7 +86,7 @@ async fn proxy(
     upstream: SocketAddr,
     timeouts: &str,
     limits: &str,
-) -> (Proxy, SocketAddr, watch::Sender<bool>) {
+) -> (Proxy, SocketAddr, CancellationToken) {
     let yaml = format!(
         "version: 1\n\
          admin: {{ listen: 127.0.0.1:0 }}\n\
@@ -95,8 +95,10 @@ async fn proxy(
          connections:\n  - name: t\n    api:\n      listen: 127.0.0.1:0\n      upstream: http://{upstream}\n"
     );
     let config = warden_config::parse(&yaml, "test.yaml").expect("valid test config");
-    let (stop, stopped) = watch::channel(false);
-    let proxy = Proxy::start(&config, stopped).await.expect("proxy starts");
+    let stop = CancellationToken::new();
+    let proxy = Proxy::start(&config, stop.clone())
+        .await
+        .expect("proxy starts");
     let addr = proxy.bound().await[0].addr;
     (proxy, addr, stop)
 }
