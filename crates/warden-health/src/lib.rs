@@ -2,8 +2,9 @@
 //! "may this request go upstream, and if not, why", learns from every classified answer,
 //! and shows itself as the admin API's rows and events.
 //!
-//! The crate is pure — std, the config model, the policy engine's types and serde for the
-//! snapshots; no async, no HTTP, no clock. Callers pass `Instant`s for what decides
+//! The crate is pure — std, the config model, the policy engine's types, serde for the
+//! snapshots (which `warden status` reads back), humantime for their timestamps and strum
+//! for labels; no async, no HTTP, no clock. Callers pass `Instant`s for what decides
 //! behaviour (so paused-time tests drive it) and `SystemTime`s for the timestamps people
 //! read. Each [`ConnectionHealth`] is plain `&mut self` state; the proxy puts it behind a
 //! mutex. [`ConnectionHealth::gate`] runs before every attempt and allocates nothing.
