@@ -7,7 +7,7 @@ use http::{Request, Version};
 
 use crate::local::LocalError;
 
-/// Fields a request head may carry (SPEC §3); more get warden's JSON 431, over HTTP/1 and
+/// Fields a request head may carry (README › Bounds); more get warden's JSON 431, over HTTP/1 and
 /// HTTP/2 alike.
 pub const MAX_HEADER_FIELDS: usize = 200;
 
