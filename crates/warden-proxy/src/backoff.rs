@@ -85,9 +85,15 @@ mod tests {
             assert_eq!(B.equal_with(n, &mut Fixed(0)), ceiling / 2);
             // The largest draw: [0, 1) scaled stays within the ceiling, within a nanosecond.
             let top = B.full_with(n, &mut Fixed(u64::MAX));
-            assert!(top <= ceiling && ceiling - top <= Duration::from_nanos(1), "{n}: {top:?}");
+            assert!(
+                top <= ceiling && ceiling - top <= Duration::from_nanos(1),
+                "{n}: {top:?}"
+            );
             let top = B.equal_with(n, &mut Fixed(u64::MAX));
-            assert!(top <= ceiling && ceiling - top <= Duration::from_nanos(1), "{n}: {top:?}");
+            assert!(
+                top <= ceiling && ceiling - top <= Duration::from_nanos(1),
+                "{n}: {top:?}"
+            );
         }
     }
 

@@ -1,7 +1,9 @@
-//! Refresh coalescing (README › Retries, "Refresh coalescing"): concurrent `refresh_token` grants carrying the same refresh
-//! token share one upstream exchange and all get its answer, byte for byte. A rotating IdP
-//! then never sees one refresh token twice from a burst — the race that otherwise looks like
-//! `invalid_grant` and revokes a healthy connection.
+//! Refresh coalescing (README › Retries, "Refresh coalescing"): concurrent `refresh_token`
+//! grants carrying the same refresh token share one upstream exchange and all get its
+//! answer, byte for byte. A rotating IdP then never sees one refresh token twice from a
+//! burst — the race that otherwise looks like `invalid_grant` and revokes a healthy
+//! connection. The waiting itself is a generic [`SingleFlight`]; what is token-specific
+//! (the keyed hash of the token, sharing the answer's bytes) is here.
 //!
 //! The requester whose grant went upstream always gets the IdP's answer whole, whatever
 //! its size; the others share it when it fits [`SHARE_LIMIT`], else get a 502
@@ -31,12 +33,12 @@ pub(crate) const SHARE_LIMIT: usize = 1024 * 1024;
 
 /// A finished token exchange, as every waiting caller gets it.
 pub(crate) struct SharedAnswer {
-    pub answer: Result<(StatusCode, HeaderMap, Bytes), LocalError>,
-    pub verdict: Verdict,
+    pub(crate) answer: Result<(StatusCode, HeaderMap, Bytes), LocalError>,
+    pub(crate) verdict: Verdict,
 }
 
 impl SharedAnswer {
-    pub fn response(&self, connection: &str, role: Role) -> Response<ResponseBody> {
+    pub(crate) fn response(&self, connection: &str, role: Role) -> Response<ResponseBody> {
         match &self.answer {
             Ok((status, headers, body)) => {
                 let mut resp = Response::new(ResponseBody::local(body.clone()));
@@ -53,12 +55,12 @@ impl SharedAnswer {
 /// too large to share) the upstream's own, byte for byte, with the attempt still to be
 /// recorded when it ends.
 pub(crate) struct LeaderAnswer {
-    pub response: Response<ResponseBody>,
-    pub pending: Option<Pending>,
-    pub verdict: Verdict,
+    pub(crate) response: Response<ResponseBody>,
+    pub(crate) pending: Option<Pending>,
+    pub(crate) verdict: Verdict,
     /// What the access log says about the upstream exchange; `None` for a request that
     /// shared another's.
-    pub exchange: Option<Exchanged>,
+    pub(crate) exchange: Option<Exchanged>,
 }
 
 /// Splits a finished exchange into what the followers share and what the leader gets.

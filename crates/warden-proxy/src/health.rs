@@ -73,7 +73,11 @@ impl HealthHub {
     }
 
     /// The record of `connection`, created if the index does not have it yet.
-    pub(crate) fn get_or_insert(&self, connection: &Connection, events: usize) -> Arc<HealthHandle> {
+    pub(crate) fn get_or_insert(
+        &self,
+        connection: &Connection,
+        events: usize,
+    ) -> Arc<HealthHandle> {
         if let Some(existing) = self.get(&connection.name) {
             return existing;
         }

@@ -33,15 +33,18 @@ pub(crate) async fn read_ahead(
     body: Incoming,
     plan: ReadAhead,
 ) -> Result<Prefixed<Limited<Incoming>>, LocalError> {
-    let body = Limited::new(body, usize::try_from(plan.max_body_bytes).unwrap_or(usize::MAX));
+    let body = Limited::new(
+        body,
+        usize::try_from(plan.max_body_bytes).unwrap_or(usize::MAX),
+    );
     let mut ahead = 0;
     if plan.token_request {
         ahead = TOKEN_BODY_LIMIT.max(usize::try_from(plan.replay_bytes).unwrap_or(0));
     }
     if plan.replay && declared_length(headers).is_none_or(|len| len <= plan.replay_bytes) {
         // One byte past the replay limit tells "fits" from "too large to replay".
-        ahead = ahead
-            .max(usize::try_from(plan.replay_bytes.saturating_add(1)).unwrap_or(usize::MAX));
+        ahead =
+            ahead.max(usize::try_from(plan.replay_bytes.saturating_add(1)).unwrap_or(usize::MAX));
     }
     if plan.mcp {
         ahead = ahead.max(TOKEN_BODY_LIMIT);

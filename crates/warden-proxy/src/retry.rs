@@ -866,6 +866,209 @@ mod tests {
         }
     }
 
+    mod looped {
+        //! The loop around [`decide`], with a scripted attempt stage instead of a server.
+
+        use std::sync::Mutex;
+
+        use bytes::Bytes;
+        use http::{Response, StatusCode, Uri, Version};
+        use warden_config::{Backoff as BackoffSettings, Budget};
+        use warden_health::GateRequest;
+        use warden_policy::{Decision as Classified, RuleRef};
+
+        use super::*;
+        use crate::attempt::AttemptBody;
+        use crate::body::ResponseBody;
+        use crate::exchange::TokenAnswer;
+        use crate::health::HealthHub;
+        use crate::record::Pending;
+
+        /// A connection whose circuit opens after `failures` transient attempts in a row.
+        fn health(failures: u32) -> (Arc<HealthHub>, Arc<HealthHandle>) {
+            let yaml = format!(
+                "version: 1
+admin: {{ listen: 127.0.0.1:0 }}
+connections:
+  - name: c
+    mcp:
+      listen: 127.0.0.1:0
+      upstream: http://127.0.0.1:1
+      circuit: {{ consecutive_failures: {failures} }}
+"
+            );
+            let config = warden_config::parse(&yaml, "test").expect("config");
+            let hub = HealthHub::new(&config);
+            let health = hub.get("c").expect("connection");
+            (hub, health)
+        }
+
+        fn answer(status: u16, number: u32, health: &Arc<HealthHandle>) -> AttemptResult {
+            let verdict = if status < 400 { Verdict::Ok } else { T };
+            let decision = Classified {
+                verdict,
+                retry: RetryMode::Default,
+                rule: RuleRef::Builtin("http.5xx"),
+                event: None,
+                code: None,
+            };
+            let mut resp = Response::new(ResponseBody::local(Bytes::from_static(b"x")));
+            *resp.status_mut() = StatusCode::from_u16(status).expect("status");
+            AttemptResult {
+                outcome: Ok((resp, TokenAnswer::default())),
+                pending: Some(Pending {
+                    health: Arc::clone(health),
+                    role: Role::Mcp,
+                    token_request: false,
+                    grant_type: None,
+                    decision: decision.clone(),
+                    status: Some(status),
+                    error_kind: None,
+                    tls_detail: None,
+                    has_access_token: false,
+                }),
+                decision: Some(decision),
+                status: Some(status),
+                nothing_sent: false,
+                number,
+                upstream_seconds: 0.0,
+            }
+        }
+
+        fn post() -> Attempt {
+            Attempt {
+                method: Method::POST,
+                uri: Uri::from_static("http://127.0.0.1:1/mcp"),
+                version: Version::HTTP_11,
+                headers: HeaderMap::new(),
+                body: AttemptBody::Buffered(Bytes::from_static(b"{}")),
+            }
+        }
+
+        const SETTINGS: Retry = Retry {
+            max_attempts: 3,
+            backoff: BackoffSettings {
+                base: Duration::from_millis(100),
+                max: Duration::from_secs(2),
+            },
+            budget: Budget {
+                ratio: 0.2,
+                min_per_second: 10,
+            },
+            max_body_bytes: 65536,
+        };
+
+        /// What the scripted attempt stage saw of each attempt: its number, its
+        /// `x-warden-attempt`, the retry slots free while it ran, and when it ran.
+        type Seen = Arc<Mutex<Vec<(u32, Option<String>, usize, Instant)>>>;
+
+        /// Runs the loop against `statuses`, one per attempt.
+        async fn run(
+            statuses: &'static [u16],
+            health: &Arc<HealthHandle>,
+        ) -> (
+            AttemptResult,
+            Vec<(u32, Option<String>, usize, Instant)>,
+            usize,
+        ) {
+            let budget = budget(&SETTINGS.budget);
+            let slots = RetrySlots::new(1);
+            let counters = RetryCounters::new("c", Role::Mcp);
+            let route = RetryRoute {
+                settings: &SETTINGS,
+                backoff: Backoff {
+                    base: SETTINGS.backoff.base,
+                    max: SETTINGS.backoff.max,
+                },
+                budget: &budget,
+                slots: &slots,
+                counters: &counters,
+                health,
+                role: Role::Mcp,
+            };
+            let request = RetryRequest {
+                gate_request: GateRequest::NotToken,
+                idempotent: false,
+                deadline: Instant::now() + Duration::from_secs(30),
+            };
+            let seen: Seen = Arc::default();
+            let result = send_with_retries(&route, request, post(), |attempt, number| {
+                let header = attempt
+                    .headers
+                    .get(&X_WARDEN_ATTEMPT)
+                    .map(|v| v.to_str().expect("ascii").to_owned());
+                let free = slots.permits.available_permits();
+                seen.lock()
+                    .expect("seen")
+                    .push((number, header, free, Instant::now()));
+                let status = statuses[usize::try_from(number - 1).expect("small")];
+                let result = answer(status, number, health);
+                async move { result }
+            })
+            .await;
+            let seen = seen.lock().expect("seen").clone();
+            (result, seen, slots.permits.available_permits())
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn retries_carry_their_number_hold_a_slot_and_back_off_within_the_ceiling() {
+            let (_hub, health) = health(5);
+            let start = Instant::now();
+            let (result, seen, free_after) = run(&[503, 503, 200], &health).await;
+            let numbers: Vec<_> = seen
+                .iter()
+                .map(|(n, h, free, _)| (*n, h.clone(), *free))
+                .collect();
+            assert_eq!(
+                numbers,
+                [
+                    (1, None, 1),
+                    (2, Some("2".to_owned()), 0),
+                    (3, Some("3".to_owned()), 0)
+                ],
+                "numbered attempts; a retry holds its slot while it runs"
+            );
+            assert_eq!(free_after, 1, "the slot is back once the answer is in");
+            assert_eq!(result.number, 3);
+            assert_eq!(result.verdict(), Verdict::Ok);
+            assert!(
+                result.pending.is_some(),
+                "the answer the client gets is told to health when it ends, not here"
+            );
+            let mut previous = start;
+            for (i, (_, _, _, at)) in seen.iter().enumerate().skip(1) {
+                let ceiling =
+                    SETTINGS.backoff.base * 2u32.pow(u32::try_from(i - 1).expect("small"));
+                let waited = *at - previous;
+                assert!(
+                    waited <= ceiling,
+                    "retry {i}: waited {waited:?} > {ceiling:?}"
+                );
+                previous = *at;
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_circuit_the_discarded_attempts_open_stops_the_next() {
+            // Two transient attempts in a row open the circuit: each discarded attempt is
+            // told to health before the gate is asked, so the third is never sent.
+            let (_hub, health) = health(2);
+            let (result, seen, free_after) = run(&[503, 503, 200], &health).await;
+            assert_eq!(seen.len(), 2, "the open circuit stopped the third attempt");
+            assert!(health.is_circuit_open(Role::Mcp));
+            assert_eq!(
+                result.status,
+                Some(503),
+                "the last answer goes to the client"
+            );
+            assert!(
+                result.pending.is_none(),
+                "told to health already: not counted twice"
+            );
+            assert_eq!(free_after, 1);
+        }
+    }
+
     #[test]
     fn idempotent_methods() {
         for m in [

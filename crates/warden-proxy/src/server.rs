@@ -647,8 +647,8 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// The request headers classification may need after the request has gone upstream:
-/// `mcp-session-id` (README › Classification: a 404 with it means the session expired) and whatever
-/// `request_header` rules name.
+/// `mcp-session-id` (README › Classification: a 404 with it means the session expired)
+/// and whatever `request_header` rules name.
 fn watched_request_headers(config: &Config) -> Arc<[HeaderName]> {
     let mut names = vec![HeaderName::from_static("mcp-session-id")];
     for rule in &config.policy.rules {

@@ -50,7 +50,15 @@ async fn handle(
     };
     if let Err(local) = admit(&req, &admission) {
         let resp = answer_locally(state, local, start);
-        access_local(state, settings, req.method(), req.uri().path(), req.headers(), &resp, start);
+        access_local(
+            state,
+            settings,
+            req.method(),
+            req.uri().path(),
+            req.headers(),
+            &resp,
+            start,
+        );
         return resp;
     }
     let (mut parts, body) = req.into_parts();
@@ -80,7 +88,15 @@ async fn handle(
         Ok(body) => body,
         Err(local) => {
             let resp = answer_locally(state, local, start);
-            access_local(state, settings, &parts.method, path.path(), &parts.headers, &resp, start);
+            access_local(
+                state,
+                settings,
+                &parts.method,
+                path.path(),
+                &parts.headers,
+                &resp,
+                start,
+            );
             return resp;
         }
     };
@@ -98,7 +114,15 @@ async fn handle(
         Gate::Forward => {}
         refused => {
             let resp = short_circuit(state, refused, gate_request, start);
-            access_local(state, settings, &parts.method, path.path(), &parts.headers, &resp, start);
+            access_local(
+                state,
+                settings,
+                &parts.method,
+                path.path(),
+                &parts.headers,
+                &resp,
+                start,
+            );
             return resp;
         }
     }
