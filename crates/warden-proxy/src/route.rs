@@ -242,3 +242,65 @@ impl RouteSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::HealthHub;
+
+    const YAML: &str = "version: 1
+admin: { listen: 127.0.0.1:0 }
+connections:
+  - name: c
+    mcp:
+      listen: 127.0.0.1:0
+      upstream: http://127.0.0.1:1
+";
+
+    fn state() -> (warden_config::Config, RouteState) {
+        let config = warden_config::parse(YAML, "test").expect("config");
+        let hub = HealthHub::new(&config);
+        let (conn, route) = config.routes().next().expect("a route");
+        let upstream = Upstream::new(route, 8).expect("client");
+        let state = RouteState::new(conn, route, hub.get("c").expect("record"), upstream, 8);
+        (config, state)
+    }
+
+    #[test]
+    fn a_reload_keeps_the_client_and_budget_unless_what_they_were_built_from_changed() {
+        let (config, state) = state();
+        let (_, route) = config.routes().next().expect("a route");
+        let client = state.upstream();
+        let budget = state.budget();
+
+        // The same settings: the same client and budget.
+        let kept = state
+            .reusable_upstream(route, 8)
+            .expect("same settings: kept");
+        assert!(Arc::ptr_eq(&kept, &client));
+        state.adopt(route, 8, kept);
+        assert!(Arc::ptr_eq(&state.upstream(), &client));
+        assert!(Arc::ptr_eq(&state.budget(), &budget));
+
+        // A new pool cap, connect timeout or TLS file: a new client.
+        assert!(state.reusable_upstream(route, 9).is_none());
+        let mut slower = route.clone();
+        slower.timeouts.connect += Duration::from_secs(1);
+        assert!(state.reusable_upstream(&slower, 8).is_none());
+        let mut with_ca = route.clone();
+        with_ca.tls.ca_file = Some("/etc/ssl/ca.pem".into());
+        assert!(state.reusable_upstream(&with_ca, 8).is_none());
+
+        // New budget settings: a new budget; the client handed over is installed.
+        let mut stingier = slower;
+        stingier.retry.budget.ratio /= 2.0;
+        let fresh = Upstream::new(&stingier, 8).expect("client");
+        state.adopt(&stingier, 8, Arc::clone(&fresh));
+        assert!(Arc::ptr_eq(&state.upstream(), &fresh));
+        assert!(!Arc::ptr_eq(&state.budget(), &budget));
+        assert!(
+            state.reusable_upstream(&stingier, 8).is_some(),
+            "the new client is what the next reload compares against"
+        );
+    }
+}
