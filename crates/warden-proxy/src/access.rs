@@ -6,6 +6,7 @@
 
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
+use tower::util::rng::{HasherRng, Rng as _};
 
 /// The request id header: taken from the client, or generated and forwarded.
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -31,7 +32,8 @@ pub(crate) fn request_id(headers: &mut HeaderMap) -> HeaderValue {
 
 /// 128 random bits as 32 hex digits, the shape of a W3C trace id.
 fn generate() -> HeaderValue {
-    let (a, b) = (crate::jitter::next_u64(), crate::jitter::next_u64());
+    let mut rng = HasherRng::new();
+    let (a, b) = (rng.next_u64(), rng.next_u64());
     let text = format!("{a:016x}{b:016x}");
     // Hex digits are always a valid header value.
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))

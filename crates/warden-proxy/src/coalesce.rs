@@ -1,28 +1,31 @@
-//! Refresh coalescing (SPEC §5): concurrent `refresh_token` grants carrying the same refresh
-//! token share one upstream exchange and all get its answer, byte for byte. A rotating IdP
-//! then never sees one refresh token twice from a burst — the race that otherwise looks like
-//! `invalid_grant` and revokes a healthy connection.
+//! Refresh coalescing (README › Retries, "Refresh coalescing"): concurrent `refresh_token`
+//! grants carrying the same refresh token share one upstream exchange and all get its
+//! answer, byte for byte. A rotating IdP then never sees one refresh token twice from a
+//! burst — the race that otherwise looks like `invalid_grant` and revokes a healthy
+//! connection. The waiting itself is a generic [`SingleFlight`]; what is token-specific
+//! (the keyed hash of the token, sharing the answer's bytes) is here.
 //!
 //! The requester whose grant went upstream always gets the IdP's answer whole, whatever
 //! its size; the others share it when it fits [`SHARE_LIMIT`], else get a 502
 //! `coalesced_answer_too_large`. Never a replay.
 
-use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
+use std::future::Future;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt as _;
-use tokio::sync::watch;
 use tokio::time::Instant;
-use warden_config::{ErrorKind, Verdict};
+use tokio_util::task::TaskTracker;
+use warden_config::{ErrorKind, Role, Verdict};
 
 use crate::attempt::AttemptResult;
 use crate::body::ResponseBody;
 use crate::local::LocalError;
 use crate::record::{Exchanged, Pending};
+use crate::single_flight::{self, Joined, SingleFlight};
 
 /// How much of a coalesced token answer is kept to hand to every requester. Token
 /// answers are a few hundred bytes; one this large is an IdP misbehaving, and the
@@ -30,13 +33,13 @@ use crate::record::{Exchanged, Pending};
 pub(crate) const SHARE_LIMIT: usize = 1024 * 1024;
 
 /// A finished token exchange, as every waiting caller gets it.
-pub(crate) struct Shared {
-    pub answer: Result<(StatusCode, HeaderMap, Bytes), LocalError>,
-    pub verdict: Verdict,
+pub(crate) struct SharedAnswer {
+    pub(crate) answer: Result<(StatusCode, HeaderMap, Bytes), LocalError>,
+    pub(crate) verdict: Verdict,
 }
 
-impl Shared {
-    pub fn response(&self, connection: &str, role: warden_config::Role) -> Response<ResponseBody> {
+impl SharedAnswer {
+    pub(crate) fn response(&self, connection: &str, role: Role) -> Response<ResponseBody> {
         match &self.answer {
             Ok((status, headers, body)) => {
                 let mut resp = Response::new(ResponseBody::local(body.clone()));
@@ -53,12 +56,12 @@ impl Shared {
 /// too large to share) the upstream's own, byte for byte, with the attempt still to be
 /// recorded when it ends.
 pub(crate) struct LeaderAnswer {
-    pub response: Response<ResponseBody>,
-    pub pending: Option<Pending>,
-    pub verdict: Verdict,
+    pub(crate) response: Response<ResponseBody>,
+    pub(crate) pending: Option<Pending>,
+    pub(crate) verdict: Verdict,
     /// What the access log says about the upstream exchange; `None` for a request that
     /// shared another's.
-    pub exchange: Option<Exchanged>,
+    pub(crate) exchange: Option<Exchanged>,
 }
 
 /// Splits a finished exchange into what the followers share and what the leader gets.
@@ -69,13 +72,13 @@ pub(crate) async fn share(
     result: AttemptResult,
     deadline: Instant,
     connection: &str,
-    role: warden_config::Role,
-) -> (Shared, LeaderAnswer) {
+    role: Role,
+) -> (SharedAnswer, LeaderAnswer) {
     let verdict = result.verdict();
     let exchange = Some(result.exchanged());
     let pending = result.pending;
     let together = |answer: Result<(StatusCode, HeaderMap, Bytes), LocalError>| {
-        let shared = Shared { answer, verdict };
+        let shared = SharedAnswer { answer, verdict };
         let leader = LeaderAnswer {
             response: shared.response(connection, role),
             pending: None,
@@ -136,7 +139,7 @@ pub(crate) async fn share(
         }
         // Too large, or too slow, to share: the leader streams on.
         Ok(Ok(false)) | Err(_) => {
-            let shared = Shared {
+            let shared = SharedAnswer {
                 answer: Err(if timed_out {
                     LocalError::Timeout
                 } else {
@@ -155,80 +158,79 @@ pub(crate) async fn share(
     }
 }
 
-type Slot = watch::Receiver<Option<Arc<Shared>>>;
-
-/// The exchanges in flight, keyed by a keyed hash of the refresh token: the token itself is
-/// never kept.
-#[derive(Default)]
-pub(crate) struct Coalescer {
-    in_flight: Mutex<HashMap<u64, Slot>>,
+/// Refresh grants in flight, keyed by a keyed hash of the refresh token: the token itself
+/// is never kept.
+pub(crate) struct RefreshFlights {
+    flights: SingleFlight<u64, SharedAnswer>,
     keys: RandomState,
+    /// The proxy's drain tracker: each exchange is one of its tasks, so a drain waits for it
+    /// even when every caller has gone.
+    tasks: TaskTracker,
 }
 
-pub(crate) enum Joined {
-    /// Nobody is refreshing this token: the caller runs the exchange and publishes it.
-    Lead(Publisher),
-    /// An exchange is in flight: wait for it.
-    Follow(Slot),
-}
-
-/// Publishes the leader's answer and retires the key.
-pub(crate) struct Publisher {
-    key: u64,
-    tx: watch::Sender<Option<Arc<Shared>>>,
-    coalescer: Arc<Coalescer>,
-}
-
-impl Publisher {
-    pub fn publish(self, shared: Arc<Shared>) {
-        // Retire the key first: a grant that arrives after this answer is a new exchange.
-        self.coalescer.lock().remove(&self.key);
-        let _ = self.tx.send(Some(shared));
-    }
-}
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        // Published or not, the key must not outlive its exchange; waiting callers see
-        // the sender go and answer 502 themselves.
-        let mut map = self.coalescer.lock();
-        if map
-            .get(&self.key)
-            .is_some_and(|slot| slot.same_channel(&self.tx.subscribe()))
-        {
-            map.remove(&self.key);
+impl RefreshFlights {
+    pub(crate) fn new(tasks: TaskTracker) -> Self {
+        RefreshFlights {
+            flights: SingleFlight::default(),
+            keys: RandomState::new(),
+            tasks,
         }
     }
-}
 
-impl Coalescer {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Slot>> {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub fn key(&self, refresh_token: &[u8]) -> u64 {
+    pub(crate) fn key(&self, refresh_token: &[u8]) -> u64 {
         self.keys.hash_one(refresh_token)
     }
-
-    pub fn join(self: &Arc<Self>, key: u64) -> Joined {
-        let mut map = self.lock();
-        if let Some(slot) = map.get(&key) {
-            return Joined::Follow(slot.clone());
-        }
-        let (tx, rx) = watch::channel(None);
-        map.insert(key, rx);
-        Joined::Lead(Publisher {
-            key,
-            tx,
-            coalescer: Arc::clone(self),
-        })
-    }
 }
 
-/// Waits for the exchange behind `slot`; None when it ended without an answer.
-pub(crate) async fn wait(mut slot: Slot) -> Option<Arc<Shared>> {
-    let answer = slot.wait_for(Option::is_some).await.ok()?;
-    answer.clone()
+/// A refresh grant: joins the exchange already in flight for the same refresh token, or
+/// starts `exchange` for it. The exchange runs on its own task, so a caller that goes
+/// away does not cancel it for the others, and a drain waits for it.
+pub(crate) async fn coalesced<F>(
+    flights: &RefreshFlights,
+    key: u64,
+    exchange: F,
+    deadline: Instant,
+    connection: &str,
+    role: Role,
+) -> LeaderAnswer
+where
+    F: Future<Output = AttemptResult> + Send + 'static,
+{
+    let publisher = match flights.flights.join(key) {
+        Joined::Follow(waiter) => {
+            tracing::debug!(connection, "refresh grant joins the exchange in flight");
+            let shared = single_flight::wait(waiter).await.unwrap_or_else(|| {
+                Arc::new(SharedAnswer {
+                    answer: Err(LocalError::Unreachable(ErrorKind::Reset)),
+                    verdict: Verdict::Transient,
+                })
+            });
+            return LeaderAnswer {
+                response: shared.response(connection, role),
+                pending: None,
+                verdict: shared.verdict,
+                exchange: None,
+            };
+        }
+        Joined::Lead(publisher) => publisher,
+    };
+    let (own_tx, own_rx) = tokio::sync::oneshot::channel::<LeaderAnswer>();
+    let owned = connection.to_owned();
+    flights.tasks.spawn(async move {
+        let result = exchange.await;
+        let (shared, own) = share(result, deadline, &owned, role).await;
+        publisher.publish(Arc::new(shared));
+        if let Err(own) = own_tx.send(own)
+            && let Some(pending) = own.pending
+        {
+            // The requester went away: nobody reads the rest, record it as it stands.
+            pending.settle();
+        }
+    });
+    own_rx.await.unwrap_or_else(|_| LeaderAnswer {
+        response: LocalError::Unreachable(ErrorKind::Reset).response(connection, role),
+        pending: None,
+        verdict: Verdict::Transient,
+        exchange: None,
+    })
 }

@@ -24,8 +24,8 @@ pub struct HealthHub {
 
 #[derive(Default)]
 struct Index {
-    ordered: Vec<Arc<ConnHealth>>,
-    by_name: HashMap<String, Arc<ConnHealth>>,
+    ordered: Vec<Arc<HealthHandle>>,
+    by_name: HashMap<String, Arc<HealthHandle>>,
 }
 
 impl HealthHub {
@@ -48,7 +48,7 @@ impl HealthHub {
     pub(crate) fn apply(&self, config: &Config) {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
         let mut by_name = std::mem::take(&mut index.by_name);
-        let ordered: Vec<Arc<ConnHealth>> = config
+        let ordered: Vec<Arc<HealthHandle>> = config
             .connections
             .iter()
             .map(|c| match by_name.remove(&c.name) {
@@ -56,7 +56,7 @@ impl HealthHub {
                     existing.reconfigure(c, config.events_per_connection);
                     existing
                 }
-                None => Arc::new(ConnHealth::new(
+                None => Arc::new(HealthHandle::new(
                     ConnectionHealth::from_config(c, config.events_per_connection),
                     Arc::clone(&self.circuit_opened),
                 )),
@@ -73,12 +73,16 @@ impl HealthHub {
     }
 
     /// The record of `connection`, created if the index does not have it yet.
-    pub(crate) fn get_or_insert(&self, connection: &Connection, events: usize) -> Arc<ConnHealth> {
+    pub(crate) fn get_or_insert(
+        &self,
+        connection: &Connection,
+        events: usize,
+    ) -> Arc<HealthHandle> {
         if let Some(existing) = self.get(&connection.name) {
             return existing;
         }
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-        let record = Arc::new(ConnHealth::new(
+        let record = Arc::new(HealthHandle::new(
             ConnectionHealth::from_config(connection, events),
             Arc::clone(&self.circuit_opened),
         ));
@@ -93,15 +97,15 @@ impl HealthHub {
         self.circuit_opened.subscribe()
     }
 
-    pub fn get(&self, name: &str) -> Option<Arc<ConnHealth>> {
+    pub fn get(&self, name: &str) -> Option<Arc<HealthHandle>> {
         self.read().by_name.get(name).cloned()
     }
 
-    pub fn connections(&self) -> Vec<Arc<ConnHealth>> {
+    pub fn connections(&self) -> Vec<Arc<HealthHandle>> {
         self.read().ordered.clone()
     }
 
-    /// The SPEC §6 rows, in config order.
+    /// The health rows of README › Admin listener, in config order.
     pub fn rows(&self) -> Vec<HealthRow> {
         self.connections().iter().map(|c| c.snapshot()).collect()
     }
@@ -109,19 +113,19 @@ impl HealthHub {
 
 /// One connection's record behind its own lock. Requests of different connections never
 /// contend; requests of one connection hold the lock for a few field updates.
-pub struct ConnHealth {
+pub struct HealthHandle {
     pub name: String,
     record: Mutex<ConnectionHealth>,
     gauges: StateGauges,
     circuit_opened: Arc<watch::Sender<u64>>,
 }
 
-impl ConnHealth {
+impl HealthHandle {
     fn new(record: ConnectionHealth, circuit_opened: Arc<watch::Sender<u64>>) -> Self {
         let name = record.name().to_owned();
         let gauges = StateGauges::new(&name);
         gauges.set(record.state());
-        ConnHealth {
+        HealthHandle {
             name,
             record: Mutex::new(record),
             gauges,

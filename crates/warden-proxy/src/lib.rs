@@ -2,25 +2,29 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod admit;
 mod attempt;
+mod backoff;
 mod body;
 mod coalesce;
 #[doc(hidden)]
 pub mod exchange;
 mod headers;
 pub mod health;
-mod jitter;
 mod local;
 mod metrics;
 #[doc(hidden)]
 pub mod observe;
 mod prober;
+mod read_ahead;
 mod record;
 mod request;
 mod retry;
+mod route;
 mod server;
 mod service;
 mod short_circuit;
+mod single_flight;
 mod strict;
 mod tls;
 mod upstream;

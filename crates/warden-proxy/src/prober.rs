@@ -1,6 +1,7 @@
-//! Background recovery of open circuits (SPEC §5): each open route is probed off the
-//! request path, with exponential backoff and jitter, at most `max_concurrent_probes` in
-//! flight proxy-wide; the others wait their turn and none is dropped.
+//! Background recovery of open circuits (README › Connection health): each open route is
+//! probed off the request path, with exponential backoff and equal jitter, at most
+//! `max_concurrent_probes` in flight proxy-wide; the others wait their turn and none is
+//! dropped.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,57 +14,49 @@ use tokio_util::task::TaskTracker;
 use warden_config::{ErrorKind, Role, TlsDetail};
 use warden_health::ProbeOutcome;
 
-use crate::health::{self, ConnHealth};
-use crate::jitter;
+use crate::backoff::Backoff;
+use crate::health::{self, HealthHandle};
 use crate::metrics::RouteMetrics;
 use crate::upstream::{ProbeResult, UpstreamClient};
 
 /// One route the prober looks after.
 pub(crate) struct ProbeTarget {
-    pub health: Arc<ConnHealth>,
-    pub role: Role,
-    pub upstream: UpstreamClient,
+    pub(crate) health: Arc<HealthHandle>,
+    pub(crate) role: Role,
+    pub(crate) upstream: UpstreamClient,
     /// `timeouts.request`, which bounds each probe.
-    pub timeout: Duration,
-    pub metrics: Arc<RouteMetrics>,
-    pub path: PathAndQuery,
-    pub schedule: Schedule,
+    pub(crate) timeout: Duration,
+    pub(crate) metrics: Arc<RouteMetrics>,
+    pub(crate) path: PathAndQuery,
+    /// `circuit.probe.interval` doubling to `circuit.probe.max_interval`.
+    pub(crate) backoff: Backoff,
 }
 
 /// What one probe loop needs besides the probe itself.
 pub(crate) struct LoopTarget {
-    pub health: Arc<ConnHealth>,
-    pub role: Role,
-    pub metrics: Arc<RouteMetrics>,
-    pub schedule: Schedule,
+    pub(crate) health: Arc<HealthHandle>,
+    pub(crate) role: Role,
+    pub(crate) metrics: Arc<RouteMetrics>,
+    /// Delay `n` (counted from 0) comes before probe `n` of one outage, drawn with equal
+    /// jitter (between half and all of its ceiling).
+    pub(crate) backoff: Backoff,
 }
 
-/// Delays between probes: `interval`, doubling to `max_interval`, each drawn with equal
-/// jitter (between half and all of it).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Schedule {
-    pub interval: Duration,
-    pub max_interval: Duration,
-}
-
-impl Schedule {
-    /// The un-jittered delay before probe number `attempt` (0-based) of one outage.
-    pub fn ceiling(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.min(31));
-        self.interval.saturating_mul(factor).min(self.max_interval)
-    }
+/// The proxy-wide probe slots (`limits.max_concurrent_probes`): kept across reloads that
+/// keep the count, so probes in flight stay counted.
+pub(crate) fn probe_slots(max_concurrent: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(max_concurrent.max(1)))
 }
 
 /// Starts one probe loop per target, as tasks of `tasks`, until `stop` is cancelled: then
 /// waiting probes end at once and a probe in flight finishes first, so a drain waits for it.
 pub(crate) fn run(
     targets: Vec<ProbeTarget>,
-    max_concurrent: usize,
+    permits: Arc<Semaphore>,
     opened: watch::Receiver<u64>,
     stop: &CancellationToken,
     tasks: &TaskTracker,
 ) {
-    let permits = Arc::new(Semaphore::new(max_concurrent.max(1)));
     for target in targets {
         let upstream = Arc::clone(&target.upstream);
         let (path, timeout) = (target.path.clone(), target.timeout);
@@ -71,7 +64,7 @@ pub(crate) fn run(
             health: target.health,
             role: target.role,
             metrics: target.metrics,
-            schedule: target.schedule,
+            backoff: target.backoff,
         };
         tasks.spawn(probe_loop(
             looped,
@@ -103,7 +96,7 @@ pub(crate) async fn probe_loop<P, F>(
         health,
         role,
         metrics,
-        schedule,
+        backoff,
     } = target;
     loop {
         // The generation is marked seen before the check, so an opening between the
@@ -119,7 +112,7 @@ pub(crate) async fn probe_loop<P, F>(
         }
         let mut attempt = 0u32;
         while health.is_circuit_open(role) {
-            let delay = jitter::equal(schedule.ceiling(attempt));
+            let delay = backoff.equal(attempt);
             health.set_next_probe(role, health::now() + delay);
             tokio::select! {
                 biased;
@@ -143,7 +136,7 @@ pub(crate) async fn probe_loop<P, F>(
             drop(permit);
             metrics.probe(result.is_ok());
             attempt = attempt.saturating_add(1);
-            let next_probe = (!result.is_ok()).then(|| health::now() + schedule.ceiling(attempt));
+            let next_probe = (!result.is_ok()).then(|| health::now() + backoff.ceiling(attempt));
             health.record_probe(
                 role,
                 ProbeOutcome {
@@ -187,9 +180,9 @@ connections:
       circuit: { consecutive_failures: 1, probe: { interval: 1s, max_interval: 8s } }
 ";
 
-    const SCHEDULE: Schedule = Schedule {
-        interval: Duration::from_secs(1),
-        max_interval: Duration::from_secs(8),
+    const BACKOFF: Backoff = Backoff {
+        base: Duration::from_secs(1),
+        max: Duration::from_secs(8),
     };
 
     fn open_circuit() -> (Arc<HealthHub>, LoopTarget) {
@@ -210,16 +203,9 @@ connections:
             health,
             role: Role::Mcp,
             metrics: Arc::new(RouteMetrics::new("c", Role::Mcp)),
-            schedule: SCHEDULE,
+            backoff: BACKOFF,
         };
         (hub, target)
-    }
-
-    #[test]
-    fn ceiling_doubles_up_to_the_max() {
-        let secs: Vec<u64> = (0..6).map(|a| SCHEDULE.ceiling(a).as_secs()).collect();
-        assert_eq!(secs, [1, 2, 4, 8, 8, 8]);
-        assert_eq!(SCHEDULE.ceiling(u32::MAX), Duration::from_secs(8));
     }
 
     #[tokio::test(start_paused = true)]
@@ -262,7 +248,7 @@ connections:
         let mut previous = start;
         for (attempt, at) in calls.iter().enumerate() {
             let gap = *at - previous;
-            let ceiling = SCHEDULE.ceiling(u32::try_from(attempt).expect("small"));
+            let ceiling = BACKOFF.ceiling(u32::try_from(attempt).expect("small"));
             assert!(
                 gap >= ceiling / 2 && gap <= ceiling,
                 "probe {attempt}: {gap:?} not within [{:?}, {ceiling:?}]",

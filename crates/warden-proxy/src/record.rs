@@ -15,7 +15,7 @@ use warden_config::{ErrorKind, Role, TlsDetail, Verdict};
 use warden_health::{GrantType, TokenOutcome, UpstreamOutcome};
 use warden_policy::{Decision, Event, Observation, Policy, RuleRef};
 
-use crate::health::ConnHealth;
+use crate::health::HealthHandle;
 use crate::metrics::{Outcome, RouteMetrics, ToolResult};
 use crate::observe::jsonrpc::{self, JsonRpcSseWatcher, MessageFacts};
 use crate::request::{RequestInfo, ResponseHeaders};
@@ -28,7 +28,7 @@ pub const WATCH_LIMIT: usize = 64 * 1024;
 /// attempts it discards at once; the final attempt's is settled by [`Finish`] when the
 /// answer ends, with the final verdict.
 pub(crate) struct Pending {
-    pub health: Arc<ConnHealth>,
+    pub health: Arc<HealthHandle>,
     pub role: Role,
     pub token_request: bool,
     pub grant_type: Option<GrantType>,

@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::HeaderName;
-use http::uri::PathAndQuery;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use warden_config::{Config, Role};
@@ -21,9 +20,10 @@ use warden_net::{Activity, ConnectionLimit, Tracked};
 use warden_policy::Policy;
 
 use crate::health::HealthHub;
-use crate::prober::{self, ProbeTarget, Schedule};
+use crate::prober::{self, ProbeTarget};
 use crate::retry::RetrySlots;
-use crate::service::{Classifier, ProxyWide, RouteCtx, RouteService};
+use crate::route::{Classifier, Route, RouteSettings, RouteState};
+use crate::service::RouteService;
 use crate::strict;
 use crate::tls::TlsError;
 use crate::upstream::{self, UpstreamClient};
@@ -95,16 +95,20 @@ struct State {
     /// Stops the probe loops of the running config: waiting probes end, probes in flight
     /// finish as tasks the drain waits for.
     prober: Option<CancellationToken>,
+    /// Each route's state, kept across reloads for the routes a reload keeps.
+    routes: HashMap<RouteKey, Arc<RouteState>>,
     /// The proxy-wide retry slots and their count: kept across reloads that keep the
     /// count, so retries in flight stay counted.
     retry_slots: Option<(usize, Arc<RetrySlots>)>,
+    /// The proxy-wide probe slots and their count, kept the same way.
+    probe_slots: Option<(usize, Arc<Semaphore>)>,
 }
 
 /// One route's listener: its accept loop, and the route settings each new request reads.
 struct Listener {
     configured: SocketAddr,
     bound: SocketAddr,
-    ctx: Arc<ArcSwap<RouteCtx>>,
+    route: Arc<ArcSwap<Route>>,
     /// `timeouts.client_idle` in milliseconds, read by each new connection.
     client_idle: Arc<AtomicU64>,
     /// Stops accepting and closes this route's connections after their requests: at
@@ -117,6 +121,9 @@ struct Listener {
 struct Prepared {
     classifier: Classifier,
     retry_slots: Arc<RetrySlots>,
+    probe_slots: Arc<Semaphore>,
+    /// Per route in config order: its client, the kept one where a kept route's would be
+    /// the same.
     clients: Vec<UpstreamClient>,
 }
 
@@ -141,7 +148,9 @@ impl Proxy {
                 state: Mutex::new(State {
                     listeners: HashMap::new(),
                     prober: None,
+                    routes: HashMap::new(),
                     retry_slots: None,
+                    probe_slots: None,
                 }),
                 connections: ConnectionLimit::new(
                     config.limits.max_connections,
@@ -200,45 +209,54 @@ impl Proxy {
         let http = Arc::new(server_builder(config.limits.max_header_bytes));
         let mut report = Reloaded::default();
         let mut keep = HashMap::new();
+        let mut routes = HashMap::new();
         let mut probes = Vec::new();
-        let proxywide = ProxyWide {
-            retry_slots: Arc::clone(&prepared.retry_slots),
-            tasks: self.shared.tasks.clone(),
-        };
+        let max_idle = config.limits.max_idle_upstream_per_route;
         let clients = prepared.clients.into_iter();
         for (((conn, route), client), listener) in config.routes().zip(clients).zip(fresh.drain(..))
         {
             let conn_health = health.get_or_insert(conn, config.events_per_connection);
             let key = (conn.name.clone(), route.role);
-            let mut ctx = RouteCtx::new(
-                conn,
+            // A kept route keeps its state; one whose connection's record is new (the
+            // connection was removed and added back) starts afresh.
+            let route_state = match state.routes.remove(&key) {
+                Some(kept) if Arc::ptr_eq(&kept.health, &conn_health) => {
+                    kept.adopt(route, max_idle, client);
+                    kept
+                }
+                _ => Arc::new(RouteState::new(
+                    conn,
+                    route,
+                    Arc::clone(&conn_health),
+                    client,
+                    max_idle,
+                    self.shared.tasks.clone(),
+                )),
+            };
+            let settings = RouteSettings::new(
+                &route_state,
                 route,
-                client,
                 config,
                 &prepared.classifier,
-                Arc::clone(&conn_health),
-                &proxywide,
+                Arc::clone(&prepared.retry_slots),
             );
-            if let Some(previous) = state.listeners.get(&key) {
-                ctx = ctx.inherit(&previous.ctx.load());
-            }
-            let ctx = Arc::new(ctx);
             probes.push(ProbeTarget {
                 health: conn_health,
                 role: route.role,
-                upstream: ctx.upstream(),
+                upstream: route_state.upstream(),
                 timeout: route.timeouts.request,
-                metrics: ctx.metrics_handle(),
-                path: PathAndQuery::from_maybe_shared(route.circuit.probe.path.clone())
-                    .unwrap_or_else(|_| PathAndQuery::from_static("/")),
-                schedule: Schedule {
-                    interval: route.circuit.probe.interval,
-                    max_interval: route.circuit.probe.max_interval,
-                },
+                metrics: Arc::clone(&route_state.metrics),
+                path: settings.probe_path.clone(),
+                backoff: settings.probe_backoff,
+            });
+            routes.insert(key.clone(), Arc::clone(&route_state));
+            let ctx = Arc::new(Route {
+                state: route_state,
+                settings,
             });
             match (listener, state.listeners.remove(&key)) {
                 (None, Some(existing)) => {
-                    existing.ctx.store(ctx);
+                    existing.route.store(ctx);
                     existing
                         .client_idle
                         .store(millis(route.timeouts.client_idle), Ordering::Relaxed);
@@ -273,9 +291,14 @@ impl Proxy {
             report.removed.push(gone.retire(&key));
         }
         state.listeners = keep;
+        state.routes = routes;
         state.retry_slots = Some((
             config.limits.max_concurrent_retries,
             Arc::clone(&prepared.retry_slots),
+        ));
+        state.probe_slots = Some((
+            config.limits.max_concurrent_probes,
+            Arc::clone(&prepared.probe_slots),
         ));
 
         if let Some(stop) = state.prober.take() {
@@ -285,7 +308,7 @@ impl Proxy {
         let stop = self.shared.shutdown.child_token();
         prober::run(
             probes,
-            config.limits.max_concurrent_probes,
+            prepared.probe_slots,
             health.circuit_openings(),
             &stop,
             &self.shared.tasks,
@@ -298,18 +321,18 @@ impl Proxy {
         &self,
         listener: TcpListener,
         configured: SocketAddr,
-        ctx: Arc<RouteCtx>,
+        route: Arc<Route>,
         client_idle: Duration,
         http: Arc<auto::Builder<TokioExecutor>>,
     ) -> Listener {
         let bound = listener.local_addr().unwrap_or(configured);
-        let ctx = Arc::new(ArcSwap::new(ctx));
+        let route = Arc::new(ArcSwap::new(route));
         let client_idle = Arc::new(AtomicU64::new(millis(client_idle)));
         let stop = self.shared.shutdown.child_token();
         self.shared.tasks.spawn(accept(
             listener,
             Accepting {
-                ctx: Arc::clone(&ctx),
+                ctx: Arc::clone(&route),
                 client_idle: Arc::clone(&client_idle),
                 http,
                 connections: Arc::clone(&self.shared.connections),
@@ -320,7 +343,7 @@ impl Proxy {
         Listener {
             configured,
             bound,
-            ctx,
+            route,
             client_idle,
             stop,
         }
@@ -377,7 +400,8 @@ impl Listener {
 }
 
 /// `previous`: the running state on a reload, whose upstream clients (and pooled
-/// connections) and retry slots are kept where the new config would build the same.
+/// connections), retry slots and probe slots are kept where the new config would build
+/// the same.
 fn prepare(config: &Config, previous: Option<&State>) -> Result<Prepared, ProxyError> {
     let classifier = Classifier {
         policy: Arc::new(Policy::compile(&config.policy.rules)?),
@@ -393,8 +417,8 @@ fn prepare(config: &Config, previous: Option<&State>) -> Result<Prepared, ProxyE
         .routes()
         .map(|(conn, route)| {
             let kept = previous
-                .and_then(|state| state.listeners.get(&(conn.name.clone(), route.role)))
-                .and_then(|listener| listener.ctx.load().reusable_client(route, max_idle));
+                .and_then(|state| state.routes.get(&(conn.name.clone(), route.role)))
+                .and_then(|kept| kept.reusable_upstream(route, max_idle));
             match kept {
                 Some(client) => Ok(client),
                 None => upstream::client(route, max_idle).map_err(|source| ProxyError::Tls {
@@ -413,9 +437,18 @@ fn prepare(config: &Config, previous: Option<&State>) -> Result<Prepared, ProxyE
             || RetrySlots::new(max_retries),
             |(_, slots)| Arc::clone(slots),
         );
+    let max_probes = config.limits.max_concurrent_probes;
+    let probe_slots = previous
+        .and_then(|state| state.probe_slots.as_ref())
+        .filter(|(max, _)| *max == max_probes)
+        .map_or_else(
+            || prober::probe_slots(max_probes),
+            |(_, slots)| Arc::clone(slots),
+        );
     Ok(Prepared {
         classifier,
         retry_slots,
+        probe_slots,
         clients,
     })
 }
@@ -453,7 +486,7 @@ fn server_builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
 
 /// What an accept loop hands each connection it accepts.
 struct Accepting {
-    ctx: Arc<ArcSwap<RouteCtx>>,
+    ctx: Arc<ArcSwap<Route>>,
     /// `timeouts.client_idle` in milliseconds, read at accept.
     client_idle: Arc<AtomicU64>,
     http: Arc<auto::Builder<TokioExecutor>>,
@@ -468,7 +501,7 @@ struct Accepting {
 async fn accept(listener: TcpListener, accepting: Accepting) {
     let name = {
         let ctx = accepting.ctx.load();
-        format!("{}.{}", ctx.connection, ctx.role)
+        format!("{}.{}", ctx.state.connection, ctx.state.role)
     };
     let Accepting {
         ctx,
@@ -508,7 +541,7 @@ async fn accept(listener: TcpListener, accepting: Accepting) {
 async fn serve_client(
     stream: TcpStream,
     peer: SocketAddr,
-    ctx: Arc<ArcSwap<RouteCtx>>,
+    ctx: Arc<ArcSwap<Route>>,
     http: Arc<auto::Builder<TokioExecutor>>,
     idle: Duration,
     shutdown: CancellationToken,
@@ -532,7 +565,7 @@ async fn serve_client(
 async fn serve_http(
     stream: TcpStream,
     peer: SocketAddr,
-    ctx: Arc<ArcSwap<RouteCtx>>,
+    ctx: Arc<ArcSwap<Route>>,
     http: Arc<auto::Builder<TokioExecutor>>,
     idle: Duration,
     shutdown: CancellationToken,
@@ -553,8 +586,8 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// The request headers classification may need after the request has gone upstream:
-/// `mcp-session-id` (SPEC §4: a 404 with it means the session expired) and whatever
-/// `request_header` rules name.
+/// `mcp-session-id` (README › Classification: a 404 with it means the session expired)
+/// and whatever `request_header` rules name.
 fn watched_request_headers(config: &Config) -> Arc<[HeaderName]> {
     let mut names = vec![HeaderName::from_static("mcp-session-id")];
     for rule in &config.policy.rules {
@@ -592,18 +625,22 @@ mod tests {
         let prepared = prepare(&config, None).unwrap();
         let (conn, route) = config.routes().next().unwrap();
         let health = HealthHub::new(&config);
-        let ctx = RouteCtx::new(
+        let state = Arc::new(RouteState::new(
             conn,
             route,
+            health.get_or_insert(conn, 10),
             prepared.clients.into_iter().next().unwrap(),
+            8,
+            TaskTracker::new(),
+        ));
+        let settings = RouteSettings::new(
+            &state,
+            route,
             &config,
             &prepared.classifier,
-            health.get_or_insert(conn, 10),
-            &ProxyWide {
-                retry_slots: prepared.retry_slots,
-                tasks: TaskTracker::new(),
-            },
+            prepared.retry_slots,
         );
+        let ctx = Route { state, settings };
         let fut = serve_client(
             stream,
             peer,

@@ -1,5 +1,5 @@
 //! The answers warden gives instead of the upstream's while a connection cannot recover by
-//! itself (SPEC §5), byte for byte as the contract states them.
+//! itself (README › Connection health), byte for byte as the contract states them.
 
 use std::time::Duration;
 

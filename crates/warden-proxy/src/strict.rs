@@ -7,8 +7,8 @@ use http::{Request, Version};
 
 use crate::local::LocalError;
 
-/// Fields a request head may carry (SPEC §3); more get warden's JSON 431, over HTTP/1 and
-/// HTTP/2 alike.
+/// Fields a request head may carry (README › Bounds); more get warden's JSON 431, over
+/// HTTP/1 and HTTP/2 alike.
 pub const MAX_HEADER_FIELDS: usize = 200;
 
 /// Bytes per field the parser's cap is counted in: HPACK's per-field overhead (RFC 7541

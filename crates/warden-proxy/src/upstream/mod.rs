@@ -1,7 +1,9 @@
-//! One route's upstream: its connections ([`pool`]) and how a failed exchange is named
-//! (the closed sets of [`ErrorKind`] and [`TlsDetail`]).
+//! One route's upstream: its connections ([`pool`]), what is sent on them (one attempt,
+//! [`send`]; a recovery probe) and how a failed exchange is named (the closed sets of
+//! [`ErrorKind`] and [`TlsDetail`]).
 
 mod pool;
+mod send;
 
 use std::error::Error as StdError;
 use std::io;
@@ -14,6 +16,7 @@ use warden_config::{ErrorKind, Route, TlsDetail};
 use crate::body::RequestBody;
 
 pub use pool::{SendError, Upstream};
+pub(crate) use send::Failure;
 
 use crate::tls::TlsError;
 
@@ -66,7 +69,7 @@ impl Upstream {
             HeaderValue::from_static(concat!("warden-probe/", env!("CARGO_PKG_VERSION"))),
         );
         let (status, error_kind, tls_detail) =
-            match tokio::time::timeout(timeout, self.send(req)).await {
+            match tokio::time::timeout(timeout, self.round_trip(req)).await {
                 Err(_) => (None, Some(ErrorKind::Timeout), None),
                 Ok(Ok(resp)) => (Some(resp.status().as_u16()), None, None),
                 Ok(Err(err)) => {

@@ -130,11 +130,6 @@ impl Upstream {
         &self.authority
     }
 
-    /// The most idle HTTP/1.1 connections kept.
-    pub fn max_idle(&self) -> usize {
-        self.max_idle
-    }
-
     fn lock(&self) -> MutexGuard<'_, Pool> {
         // The pool is a list of senders: a panic elsewhere cannot leave it inconsistent.
         self.pool.lock().unwrap_or_else(|p| p.into_inner())
@@ -142,7 +137,7 @@ impl Upstream {
 
     /// Sends `req` (an absolute URI, as the data plane builds it) on a pooled or new
     /// connection and returns the response head.
-    pub async fn send(
+    pub(crate) async fn round_trip(
         &self,
         mut req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, SendError> {
@@ -455,7 +450,7 @@ mod tests {
     async fn get(up: &Upstream, addr: SocketAddr) {
         let mut req = Request::new(RequestBody::empty());
         *req.uri_mut() = format!("http://{addr}/x").parse().expect("uri");
-        let resp = up.send(req).await.expect("answer");
+        let resp = up.round_trip(req).await.expect("answer");
         assert_eq!(resp.status(), 200);
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         assert_eq!(body, "ok");
