@@ -8,6 +8,7 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use warden_net::ClientBody;
 
 use crate::record::{End, Finish};
 
@@ -158,13 +159,13 @@ pin_project_lite::pin_project! {
     /// bytes warden holds itself (a probe's empty body).
     #[project = RequestBodyProj]
     pub enum RequestBody {
-        Client { #[pin] body: Prefixed<Limited<Incoming>> },
+        Client { #[pin] body: Prefixed<Limited<ClientBody>> },
         Bytes { #[pin] body: Full<Bytes> },
     }
 }
 
 impl RequestBody {
-    pub fn client(body: Prefixed<Limited<Incoming>>) -> Self {
+    pub fn client(body: Prefixed<Limited<ClientBody>>) -> Self {
         RequestBody::Client { body }
     }
 

@@ -5,7 +5,7 @@
 
 use http::HeaderMap;
 use http_body_util::{LengthLimitError, Limited};
-use hyper::body::Incoming;
+use warden_net::ClientBody;
 
 use crate::admit::declared_length;
 use crate::body::Prefixed;
@@ -30,9 +30,9 @@ pub(crate) struct ReadAhead {
 /// The body, limited, with as much read ahead as `plan` asks for.
 pub(crate) async fn read_ahead(
     headers: &HeaderMap,
-    body: Incoming,
+    body: ClientBody,
     plan: ReadAhead,
-) -> Result<Prefixed<Limited<Incoming>>, LocalError> {
+) -> Result<Prefixed<Limited<ClientBody>>, LocalError> {
     let body = Limited::new(
         body,
         usize::try_from(plan.max_body_bytes).unwrap_or(usize::MAX),

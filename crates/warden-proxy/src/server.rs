@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::HeaderName;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use warden_config::{Config, Role};
-use warden_net::{Activity, ConnectionLimit, Tracked};
+use warden_net::{Builders, ConnectionLimit};
 use warden_policy::Policy;
 
 use crate::health::HealthHub;
@@ -323,7 +322,7 @@ impl Proxy {
         configured: SocketAddr,
         route: Arc<Route>,
         client_idle: Duration,
-        http: Arc<auto::Builder<TokioExecutor>>,
+        http: Arc<Builders>,
     ) -> Listener {
         let bound = listener.local_addr().unwrap_or(configured);
         let route = Arc::new(ArcSwap::new(route));
@@ -462,10 +461,9 @@ async fn bind(connection: &str, role: Role, addr: SocketAddr) -> Result<TcpListe
     })
 }
 
-fn server_builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+fn server_builder(max_header_bytes: usize) -> Builders {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         // hyper's header-read timer (30 s) also runs between keep-alive requests, which
         // would cut `timeouts.client_idle` short; client_idle covers a slow head as well,
@@ -477,11 +475,11 @@ fn server_builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
         // hyper's parser stops at 100 fields with a bare 431; past warden's own field limit
         // the JSON 431 must decide, so the parser's cap sits above it.
         .max_headers(strict::parser_max_fields(max_header_bytes));
-    builder
-        .http2()
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
-    builder
+    Builders::new(http1, http2)
 }
 
 /// What an accept loop hands each connection it accepts.
@@ -489,7 +487,7 @@ struct Accepting {
     ctx: Arc<ArcSwap<Route>>,
     /// `timeouts.client_idle` in milliseconds, read at accept.
     client_idle: Arc<AtomicU64>,
-    http: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<Builders>,
     connections: Arc<ConnectionLimit>,
     /// This route's listener token: stops accepting, and closes its connections gracefully.
     stop: CancellationToken,
@@ -535,50 +533,19 @@ async fn accept(listener: TcpListener, accepting: Accepting) {
 
 /// Serves one client connection until it closes, goes idle for `idle`, or shutdown ends it.
 ///
-/// Nothing of hyper's is built until the client's first byte arrives, and the state that
-/// serving needs is boxed only then: a connection that stays silent costs its socket and a
-/// task the size of this first wait, not a connection's buffers.
+/// Nothing of hyper's is built until a request's first byte arrives, and an HTTP/1
+/// connection goes back to a bare socket between requests (`warden_net::serve_parked`): a
+/// connection that waits, before its first request or between two, costs its socket and a
+/// small task, not a connection's buffers.
 async fn serve_client(
     stream: TcpStream,
     peer: SocketAddr,
     ctx: Arc<ArcSwap<Route>>,
-    http: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<Builders>,
     idle: Duration,
     shutdown: CancellationToken,
 ) {
-    let first = tokio::select! {
-        first = tokio::time::timeout(idle, warden_net::first_byte(&stream)) => first,
-        () = shutdown.cancelled() => return,
-    };
-    match first {
-        Ok(Ok(true)) => {}
-        // Closed or failed before its first byte: nothing to serve.
-        Ok(Ok(false) | Err(_)) => return,
-        Err(_) => {
-            tracing::debug!(%peer, ?idle, "closing a client connection that sent nothing");
-            return;
-        }
-    }
-    Box::pin(serve_http(stream, peer, ctx, http, idle, shutdown)).await;
-}
-
-async fn serve_http(
-    stream: TcpStream,
-    peer: SocketAddr,
-    ctx: Arc<ArcSwap<Route>>,
-    http: Arc<auto::Builder<TokioExecutor>>,
-    idle: Duration,
-    shutdown: CancellationToken,
-) {
-    let activity = Activity::default();
-    let service = Tracked::new(RouteService::new(ctx, peer), activity.clone());
-    let mut conn = Box::pin(
-        http.serve_connection(TokioIo::new(stream), service)
-            .into_owned(),
-    );
-    if let Err(err) = warden_net::serve(conn.as_mut(), &activity, idle, &shutdown).await {
-        tracing::debug!(%peer, error = %err, "client connection ended with an error");
-    }
+    warden_net::serve_parked(stream, &http, RouteService::new(ctx, peer), idle, &shutdown).await;
 }
 
 fn millis(d: Duration) -> u64 {

@@ -13,10 +13,10 @@ use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 use warden_config::Role;
 use warden_health::{Gate, GateRequest};
+use warden_net::ClientBody;
 
 use crate::access;
 use crate::admit::{Admission, admit};
@@ -37,7 +37,7 @@ use crate::short_circuit;
 /// Runs one request through the route's stages.
 async fn handle(
     route: Arc<Route>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     client_addr: &HeaderValue,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
@@ -390,12 +390,12 @@ impl RouteService {
     }
 }
 
-impl hyper::service::Service<Request<Incoming>> for RouteService {
+impl hyper::service::Service<Request<ClientBody>> for RouteService {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, req: Request<ClientBody>) -> Self::Future {
         let route = self.route.load_full();
         let client_addr = self.client_addr.clone();
         Box::pin(async move { Ok(handle(route, req, &client_addr).await) })
