@@ -16,8 +16,6 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use serde_json::{Value, json};
 
 fn root() -> &'static Path {

@@ -6,9 +6,8 @@ mod support;
 use std::net::TcpListener;
 
 use bytes::Bytes;
-use http::Response;
 use http_body_util::Full;
-use support::upstream::{Upstream, full};
+use support::upstream::Upstream;
 use support::{Warden, get, http_client, one_route, raw_exchange, send};
 
 #[tokio::test]

@@ -6,12 +6,10 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
 use http::Response;
-use http_body_util::Full;
-use support::upstream::{Upstream, full};
-use support::{DEADLINE, Warden, eventually, get, http_client, metric, scrape, send};
 use support::idp::Held;
+use support::upstream::{Upstream, full};
+use support::{DEADLINE, Warden, eventually, get, http_client, metric, scrape};
 use tokio::sync::{Notify, Semaphore};
 
 fn reloads(m: &str, result: &str) -> f64 {

@@ -2,16 +2,12 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::Response;
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::Frame;
-use support::upstream::Upstream;
+use http_body_util::{BodyExt, Full};
 use support::{DEADLINE, Warden, http_client, one_route};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 
 const EVENTS: usize = 5;
 

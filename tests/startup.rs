@@ -6,11 +6,9 @@ mod support;
 
 use std::process::{Command, Stdio};
 
-use bytes::Bytes;
-use http_body_util::Full;
 use serde_json::Value;
 use support::upstream::scripted;
-use support::{Warden, get, http_client, send, warden_bin};
+use support::{Warden, get, http_client, warden_bin};
 
 /// Runs `warden ARGS` to completion in `dir`; (exit code, stderr lines).
 fn run(args: &[&str], dir: &std::path::Path) -> (i32, Vec<String>) {

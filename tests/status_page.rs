@@ -19,10 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Response;
 use http_body_util::Full;
 use serde_json::{Value, json};
-use support::upstream::{Upstream, full};
+use support::upstream::Upstream;
 use support::{DEADLINE, HttpClient, Warden, eventually, get, http_client, send};
 
 const ADMIN_TOKEN: &str = "page-admin-token";

@@ -14,8 +14,6 @@ use serde_json::{Value, json};
 use support::idp::Held;
 use support::upstream::{Raw, Upstream, full, scripted};
 use support::{DEADLINE, Warden, eventually, get, http_client, metric, scrape, send};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpListener;
 
 async fn api(admin: SocketAddr, path: &str) -> Value {
     get(

@@ -20,7 +20,6 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-
 pub fn warden_bin() -> &'static str {
     env!("CARGO_BIN_EXE_warden")
 }

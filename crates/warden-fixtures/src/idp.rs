@@ -41,7 +41,9 @@ pub async fn rotating(hold: Duration) -> (Upstream, Arc<AtomicUsize>) {
             if uses == 1 {
                 json_answer(
                     200,
-                    format!(r#"{{"access_token":"at-for-{token}","refresh_token":"next-{token}"}}"#),
+                    format!(
+                        r#"{{"access_token":"at-for-{token}","refresh_token":"next-{token}"}}"#
+                    ),
                 )
             } else {
                 json_answer(400, r#"{"error":"invalid_grant"}"#)
@@ -71,7 +73,11 @@ impl Held {
         let arrived = Arc::new(Notify::new());
         let release = Arc::new(Notify::new());
         let hits = Arc::new(AtomicUsize::new(0));
-        let (a, r, h) = (Arc::clone(&arrived), Arc::clone(&release), Arc::clone(&hits));
+        let (a, r, h) = (
+            Arc::clone(&arrived),
+            Arc::clone(&release),
+            Arc::clone(&hits),
+        );
         let upstream = Upstream::start(move |_req| {
             h.fetch_add(1, Ordering::SeqCst);
             let (arrived, release, body) = (Arc::clone(&a), Arc::clone(&r), body.clone());

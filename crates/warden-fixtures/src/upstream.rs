@@ -293,7 +293,11 @@ pub async fn switchable(down: Arc<AtomicBool>) -> (Upstream, Arc<AtomicUsize>) {
         if !probe {
             r.fetch_add(1, Ordering::SeqCst);
         }
-        let status = if down.load(Ordering::SeqCst) { 503 } else { 200 };
+        let status = if down.load(Ordering::SeqCst) {
+            503
+        } else {
+            200
+        };
         async move {
             Response::builder()
                 .status(status)

@@ -8,8 +8,8 @@
 
 mod support;
 
-use warden_fixtures::alloc::{Counting, allocations};
 use std::time::{Instant, SystemTime};
+use warden_fixtures::alloc::{Counting, allocations};
 
 use warden_config::{Role, Verdict};
 use warden_health::{ConnectionHealth, GateRequest, UpstreamOutcome};

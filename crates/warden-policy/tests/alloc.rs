@@ -6,9 +6,8 @@
 
 mod common;
 
-
-use warden_fixtures::alloc::{Counting, allocations};
 use common::{api, mcp, token};
+use warden_fixtures::alloc::{Counting, allocations};
 use warden_policy::Policy;
 
 #[global_allocator]

@@ -176,8 +176,7 @@ async fn keep_alive_connection_is_closed_after_client_idle_but_not_mid_request()
 #[tokio::test(start_paused = true)]
 async fn client_past_max_connections_waits_and_is_served_once_one_closes() {
     let upstream = upstream(1).await;
-    let (_proxy, addr) =
-        proxy(upstream.addr, "client_idle: 600s", "max_connections: 2").await;
+    let (_proxy, addr) = proxy(upstream.addr, "client_idle: 600s", "max_connections: 2").await;
     let mut first = TcpStream::connect(addr).await.unwrap();
     let mut second = TcpStream::connect(addr).await.unwrap();
     for c in [&mut first, &mut second] {
@@ -297,11 +296,7 @@ async fn ambiguous_host_and_transfer_encoding_get_400() {
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
         assert!(answer.contains(&format!(r#""error":"{code}""#)), "{answer}");
     }
-    assert_eq!(
-        upstream.accepted(),
-        0,
-        "nothing was forwarded"
-    );
+    assert_eq!(upstream.accepted(), 0, "nothing was forwarded");
     // A well-formed request still passes.
     let mut conn = TcpStream::connect(addr).await.unwrap();
     let answer = raw_exchange(&mut conn, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
@@ -337,9 +332,5 @@ async fn upstream_pool_keeps_no_more_than_its_cap() {
     while upstream.open() > 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        upstream.open(),
-        2,
-        "idle upstream connections kept"
-    );
+    assert_eq!(upstream.open(), 2, "idle upstream connections kept");
 }

@@ -58,9 +58,12 @@ fn no_headers() -> Vec<(&'static str, String)> {
 #[tokio::test(start_paused = true)]
 async fn two_503s_then_200_take_three_attempts_marked_with_their_number() {
     let name = "attempts";
-    let (up, log) =
-        upstream::sequence(vec![(503, no_headers()), (503, no_headers()), (200, no_headers())])
-            .await;
+    let (up, log) = upstream::sequence(vec![
+        (503, no_headers()),
+        (503, no_headers()),
+        (200, no_headers()),
+    ])
+    .await;
     let (_proxy, base) = proxy(
         name,
         "mcp",
@@ -108,12 +111,20 @@ async fn backoff_stays_within_a_doubling_capped_ceiling() {
         let gaps = gaps(&log);
         assert_eq!(gaps.len(), 3, "four attempts");
         for (i, gap) in gaps.iter().enumerate() {
-            assert!(*gap <= ceilings[i], "retry {}: {gap:?} > {:?}", i + 2, ceilings[i]);
+            assert!(
+                *gap <= ceilings[i],
+                "retry {}: {gap:?} > {:?}",
+                i + 2,
+                ceilings[i]
+            );
             longest[i] = longest[i].max(*gap);
         }
     }
     assert!(longest[1] > ceilings[0], "the ceiling doubles: {longest:?}");
-    assert!(longest[2] > ceilings[1], "the ceiling grows to the cap: {longest:?}");
+    assert!(
+        longest[2] > ceilings[1],
+        "the ceiling grows to the cap: {longest:?}"
+    );
     assert_eq!(retries(name, "exhausted"), REQUESTS as f64);
 }
 
@@ -123,10 +134,18 @@ const TICK: Duration = Duration::from_millis(1);
 #[tokio::test(start_paused = true)]
 async fn retry_after_in_seconds_is_waited_out_exactly_and_refused_past_the_cap() {
     let name = "retry-after-secs";
-    let (up, log) =
-        upstream::sequence(vec![(503, vec![("retry-after", "3".into())]), (200, no_headers())])
-            .await;
-    let (_proxy, base) = proxy(name, "api", &up.url(), "{ backoff: { base: 10ms, max: 5s } }").await;
+    let (up, log) = upstream::sequence(vec![
+        (503, vec![("retry-after", "3".into())]),
+        (200, no_headers()),
+    ])
+    .await;
+    let (_proxy, base) = proxy(
+        name,
+        "api",
+        &up.url(),
+        "{ backoff: { base: 10ms, max: 5s } }",
+    )
+    .await;
     assert_eq!(get(&http_client(), &format!("{base}/")).await.status, 200);
     let gaps = gaps(&log);
     assert_eq!(gaps.len(), 1);
@@ -137,10 +156,18 @@ async fn retry_after_in_seconds_is_waited_out_exactly_and_refused_past_the_cap()
     );
 
     let name = "retry-after-past-cap";
-    let (up, log) =
-        upstream::sequence(vec![(503, vec![("retry-after", "5".into())]), (200, no_headers())])
-            .await;
-    let (_proxy, base) = proxy(name, "api", &up.url(), "{ backoff: { base: 10ms, max: 2s } }").await;
+    let (up, log) = upstream::sequence(vec![
+        (503, vec![("retry-after", "5".into())]),
+        (200, no_headers()),
+    ])
+    .await;
+    let (_proxy, base) = proxy(
+        name,
+        "api",
+        &up.url(),
+        "{ backoff: { base: 10ms, max: 2s } }",
+    )
+    .await;
     let answer = get(&http_client(), &format!("{base}/")).await;
     assert_eq!(
         answer.status, 503,
@@ -159,7 +186,9 @@ async fn retry_after_in_seconds_is_waited_out_exactly_and_refused_past_the_cap()
 async fn retry_after_as_an_http_date_is_waited_out_exactly() {
     let name = "retry-after-date";
     let whole_seconds = |t: SystemTime| {
-        let since = t.duration_since(SystemTime::UNIX_EPOCH).expect("after 1970");
+        let since = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970");
         SystemTime::UNIX_EPOCH + Duration::from_secs(since.as_secs() + 1)
     };
     let at = whole_seconds(SystemTime::now()) + Duration::from_secs(3);
@@ -168,7 +197,13 @@ async fn retry_after_as_an_http_date_is_waited_out_exactly() {
         (200, no_headers()),
     ])
     .await;
-    let (_proxy, base) = proxy(name, "api", &up.url(), "{ backoff: { base: 10ms, max: 5s } }").await;
+    let (_proxy, base) = proxy(
+        name,
+        "api",
+        &up.url(),
+        "{ backoff: { base: 10ms, max: 5s } }",
+    )
+    .await;
     let before = SystemTime::now();
     assert_eq!(get(&http_client(), &format!("{base}/")).await.status, 200);
     let after = SystemTime::now();
@@ -191,7 +226,13 @@ async fn retry_after_as_an_http_date_is_waited_out_exactly() {
         (200, no_headers()),
     ])
     .await;
-    let (_proxy, base) = proxy(name, "api", &up.url(), "{ backoff: { base: 10ms, max: 5s } }").await;
+    let (_proxy, base) = proxy(
+        name,
+        "api",
+        &up.url(),
+        "{ backoff: { base: 10ms, max: 5s } }",
+    )
+    .await;
     assert_eq!(get(&http_client(), &format!("{base}/")).await.status, 503);
     assert_eq!(log.lock().expect("log").len(), 1);
     assert_eq!(retries(name, "unsafe"), 1.0);
@@ -226,8 +267,13 @@ async fn the_budget_caps_retries_in_a_burst() {
 async fn only_idempotent_methods_are_retried_after_a_500() {
     let name = "post-500";
     let (up, log) = upstream::sequence(vec![(500, no_headers()), (200, no_headers())]).await;
-    let (_proxy, base) =
-        proxy(name, "mcp", &up.url(), "{ backoff: { base: 10ms, max: 50ms } }").await;
+    let (_proxy, base) = proxy(
+        name,
+        "mcp",
+        &up.url(),
+        "{ backoff: { base: 10ms, max: 50ms } }",
+    )
+    .await;
     let post = http::Request::post(format!("{base}/rpc"))
         .body(Full::new(Bytes::from_static(b"{\"id\":1}")))
         .expect("request");
@@ -241,10 +287,17 @@ async fn only_idempotent_methods_are_retried_after_a_500() {
 
     let name = "get-500";
     let (up, log) = upstream::sequence(vec![(500, no_headers()), (200, no_headers())]).await;
-    let (_proxy, base) =
-        proxy(name, "mcp", &up.url(), "{ backoff: { base: 10ms, max: 50ms } }").await;
+    let (_proxy, base) = proxy(
+        name,
+        "mcp",
+        &up.url(),
+        "{ backoff: { base: 10ms, max: 50ms } }",
+    )
+    .await;
     assert_eq!(
-        get(&http_client(), &format!("{base}/resource")).await.status,
+        get(&http_client(), &format!("{base}/resource"))
+            .await
+            .status,
         200
     );
     assert_eq!(log.lock().expect("log").len(), 2);
@@ -318,8 +371,14 @@ async fn post_that_never_left(name: &str) {
         .expect("request");
     let answer = send(&http_client(), post).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
-    assert_eq!(answer.body, payload, "the upstream got the body once, whole");
-    assert!(dropped.load(Ordering::SeqCst), "the first connection was dropped");
+    assert_eq!(
+        answer.body, payload,
+        "the upstream got the body once, whole"
+    );
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the first connection was dropped"
+    );
     assert_eq!(up.accepted(), 1, "one connection reached the upstream");
     assert_eq!(retries(name, "success"), 1.0);
     relay.abort();
@@ -329,10 +388,19 @@ async fn post_that_never_left(name: &str) {
 async fn a_refresh_grant_is_retried_on_503_but_never_after_a_500() {
     let name = "refresh-500";
     let (idp, log) = upstream::sequence(vec![(500, no_headers()), (200, no_headers())]).await;
-    let (running, _) =
-        proxy(name, "oauth", &idp.url(), "{ backoff: { base: 10ms, max: 50ms } }").await;
+    let (running, _) = proxy(
+        name,
+        "oauth",
+        &idp.url(),
+        "{ backoff: { base: 10ms, max: 50ms } }",
+    )
+    .await;
     let oauth = running.addr(name, Role::Oauth).await;
-    let answer = token(oauth, "grant_type=refresh_token&refresh_token=rt-1&client_id=app").await;
+    let answer = token(
+        oauth,
+        "grant_type=refresh_token&refresh_token=rt-1&client_id=app",
+    )
+    .await;
     assert_eq!(answer.status, 500);
     assert_eq!(
         log.lock().expect("log").len(),
@@ -342,10 +410,19 @@ async fn a_refresh_grant_is_retried_on_503_but_never_after_a_500() {
 
     let name = "refresh-503";
     let (idp, log) = upstream::sequence(vec![(503, no_headers()), (200, no_headers())]).await;
-    let (running, _) =
-        proxy(name, "oauth", &idp.url(), "{ backoff: { base: 10ms, max: 50ms } }").await;
+    let (running, _) = proxy(
+        name,
+        "oauth",
+        &idp.url(),
+        "{ backoff: { base: 10ms, max: 50ms } }",
+    )
+    .await;
     let oauth = running.addr(name, Role::Oauth).await;
-    let answer = token(oauth, "grant_type=refresh_token&refresh_token=rt-2&client_id=app").await;
+    let answer = token(
+        oauth,
+        "grant_type=refresh_token&refresh_token=rt-2&client_id=app",
+    )
+    .await;
     assert_eq!(answer.status, 200);
     let log = log.lock().expect("log").clone();
     assert_eq!(log.len(), 2);
@@ -384,7 +461,13 @@ async fn an_sse_stream_that_breaks_mid_way_ends_for_the_client_without_a_retry()
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\nf\r\ndata: {\"n\":1}\n\n\r\n",
     )
     .await;
-    let (_proxy, base) = proxy("sse-break", "mcp", &up.url(), "{ backoff: { base: 1ms, max: 5ms } }").await;
+    let (_proxy, base) = proxy(
+        "sse-break",
+        "mcp",
+        &up.url(),
+        "{ backoff: { base: 1ms, max: 5ms } }",
+    )
+    .await;
     let resp = http_client()
         .request(
             http::Request::get(format!("{base}/sse"))
@@ -504,7 +587,12 @@ async fn a_slow_upstream_gets_504_exactly_at_the_request_timeout() {
     })
     .await;
     let name = "request-timeout";
-    let yaml = named_route(name, "mcp", &up.url(), "\n      timeouts: { request: 300ms }");
+    let yaml = named_route(
+        name,
+        "mcp",
+        &up.url(),
+        "\n      timeouts: { request: 300ms }",
+    );
     let running = start(&yaml).await;
     let addr = running.addr(name, Role::Mcp).await;
     let started = Instant::now();
@@ -558,11 +646,8 @@ async fn a_connect_that_hangs_is_cut_at_the_connect_timeout() {
     let mut fillers = Vec::new();
     let mut hung = false;
     for _ in 0..16 {
-        match tokio::time::timeout(
-            Duration::from_secs(1),
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await
+        match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+            .await
         {
             Ok(Ok(stream)) => fillers.push(stream),
             Ok(Err(e)) => panic!("connect failed instead of hanging: {e}"),
@@ -625,7 +710,10 @@ async fn the_prober_backs_off_exponentially_with_equal_jitter_until_the_upstream
     );
     let running = start(&yaml).await;
     let addr = running.addr(name, Role::Api).await;
-    assert_eq!(get(&http_client(), &format!("http://{addr}/")).await.status, 503);
+    assert_eq!(
+        get(&http_client(), &format!("http://{addr}/")).await.status,
+        503
+    );
     let opened = Instant::now();
     assert!(running.circuit_open(name, Role::Api));
 
@@ -647,7 +735,10 @@ async fn the_prober_backs_off_exponentially_with_equal_jitter_until_the_upstream
             "probe {i} waited {gap:?}, not within [{lo}, {hi}] ms"
         );
     }
-    assert!(running.circuit_open(name, Role::Api), "failed probes keep it open");
+    assert!(
+        running.circuit_open(name, Role::Api),
+        "failed probes keep it open"
+    );
 
     down.store(false, Ordering::SeqCst);
     let seen = probes.lock().expect("probes").len();
@@ -658,21 +749,34 @@ async fn the_prober_backs_off_exponentially_with_equal_jitter_until_the_upstream
     })
     .await
     .expect("the next probe closes the circuit");
-    assert_eq!(probes.lock().expect("probes").len(), seen + 1, "one probe closed it");
-    assert_eq!(get(&http_client(), &format!("http://{addr}/")).await.status, 200);
+    assert_eq!(
+        probes.lock().expect("probes").len(),
+        seen + 1,
+        "one probe closed it"
+    );
+    assert_eq!(
+        get(&http_client(), &format!("http://{addr}/")).await.status,
+        200
+    );
     let m = scrape();
     assert_eq!(
-        metric(&m, "warden_probes_total", &[("connection", name), ("result", "success")]),
+        metric(
+            &m,
+            "warden_probes_total",
+            &[("connection", name), ("result", "success")]
+        ),
         Some(1.0),
         "{m}"
     );
     assert!(
-        metric(&m, "warden_probes_total", &[("connection", name), ("result", "failure")])
-            >= Some(4.0),
+        metric(
+            &m,
+            "warden_probes_total",
+            &[("connection", name), ("result", "failure")]
+        ) >= Some(4.0),
         "{m}"
     );
 }
-
 
 /// Twenty open circuits, probed every 20 to 40 ms, each probe held 100 ms at the upstream:
 /// never more than `limits.max_concurrent_probes` at once, and every connection gets its

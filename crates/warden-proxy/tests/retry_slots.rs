@@ -56,7 +56,10 @@ async fn retries_in_flight_never_exceed_max_concurrent_retries() {
     }
     let peak = peak.load(Ordering::SeqCst);
     assert!(peak <= MAX, "{peak} retries at the upstream at once");
-    assert_eq!(peak, MAX, "the slots were all used: the test proves something");
+    assert_eq!(
+        peak, MAX,
+        "the slots were all used: the test proves something"
+    );
     let m = scrape();
     assert!(retries(name, "concurrency_limited") > 0.0, "{m}");
     assert_eq!(
