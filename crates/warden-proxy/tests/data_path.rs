@@ -265,15 +265,7 @@ async fn the_budget_caps_retries_in_a_burst() {
 
 #[tokio::test(start_paused = true)]
 async fn only_idempotent_methods_are_retried_after_a_500() {
-    let name = "post-500";
-    let (up, log) = upstream::sequence(vec![(500, no_headers()), (200, no_headers())]).await;
-    let (_proxy, base) = proxy(
-        name,
-        "mcp",
-        &up.url(),
-        "{ backoff: { base: 10ms, max: 50ms } }",
-    )
-    .await;
+    let (_up, _proxy, base, log) = first_then_200("post-500", "mcp", 500).await;
     let post = http::Request::post(format!("{base}/rpc"))
         .body(Full::new(Bytes::from_static(b"{\"id\":1}")))
         .expect("request");
@@ -283,17 +275,9 @@ async fn only_idempotent_methods_are_retried_after_a_500() {
         "a POST that reached the upstream is not repeated"
     );
     assert_eq!(log.lock().expect("log").len(), 1);
-    assert_eq!(retries(name, "unsafe"), 1.0);
+    assert_eq!(retries("post-500", "unsafe"), 1.0);
 
-    let name = "get-500";
-    let (up, log) = upstream::sequence(vec![(500, no_headers()), (200, no_headers())]).await;
-    let (_proxy, base) = proxy(
-        name,
-        "mcp",
-        &up.url(),
-        "{ backoff: { base: 10ms, max: 50ms } }",
-    )
-    .await;
+    let (_up, _proxy, base, log) = first_then_200("get-500", "mcp", 500).await;
     assert_eq!(
         get(&http_client(), &format!("{base}/resource"))
             .await
@@ -384,46 +368,36 @@ async fn post_that_never_left(name: &str) {
     relay.abort();
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_refresh_grant_is_retried_on_503_but_never_after_a_500() {
-    let name = "refresh-500";
-    let (idp, log) = upstream::sequence(vec![(500, no_headers()), (200, no_headers())]).await;
-    let (running, _) = proxy(
+/// A route of `role` whose upstream answers `first`, then 200; short backoff.
+async fn first_then_200(name: &str, role: &str, first: u16) -> (Upstream, Running, String, Log) {
+    let (up, log) = upstream::sequence(vec![(first, no_headers()), (200, no_headers())]).await;
+    let (running, base) = proxy(
         name,
-        "oauth",
-        &idp.url(),
+        role,
+        &up.url(),
         "{ backoff: { base: 10ms, max: 50ms } }",
     )
     .await;
-    let oauth = running.addr(name, Role::Oauth).await;
-    let answer = token(
-        oauth,
-        "grant_type=refresh_token&refresh_token=rt-1&client_id=app",
-    )
-    .await;
-    assert_eq!(answer.status, 500);
+    (up, running, base, log)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_grant_is_retried_on_503_but_never_after_a_500() {
+    let refresh = |base: &str, token: &str| {
+        let url = format!("{base}/token");
+        let form = format!("grant_type=refresh_token&refresh_token={token}&client_id=app");
+        async move { warden_fixtures::client::token_at(&url, form).await }
+    };
+    let (_idp, _proxy, base, log) = first_then_200("refresh-500", "oauth", 500).await;
+    assert_eq!(refresh(&base, "rt-1").await.status, 500);
     assert_eq!(
         log.lock().expect("log").len(),
         1,
         "a refresh token that reached the IdP is never replayed"
     );
 
-    let name = "refresh-503";
-    let (idp, log) = upstream::sequence(vec![(503, no_headers()), (200, no_headers())]).await;
-    let (running, _) = proxy(
-        name,
-        "oauth",
-        &idp.url(),
-        "{ backoff: { base: 10ms, max: 50ms } }",
-    )
-    .await;
-    let oauth = running.addr(name, Role::Oauth).await;
-    let answer = token(
-        oauth,
-        "grant_type=refresh_token&refresh_token=rt-2&client_id=app",
-    )
-    .await;
-    assert_eq!(answer.status, 200);
+    let (_idp, _proxy, base, log) = first_then_200("refresh-503", "oauth", 503).await;
+    assert_eq!(refresh(&base, "rt-2").await.status, 200);
     let log = log.lock().expect("log").clone();
     assert_eq!(log.len(), 2);
     assert_eq!(
