@@ -24,12 +24,11 @@ async fn reset(admin: std::net::SocketAddr, connection: &str) {
 }
 
 async fn token_request(addr: std::net::SocketAddr, grant: &str) -> support::Answer {
-    let body = format!("grant_type={grant}&refresh_token=secret-rt&client_id=app");
-    let req = http::Request::post(format!("http://{addr}/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from(body)))
-        .expect("request");
-    send(&http_client(), req).await
+    support::token(
+        addr,
+        format!("grant_type={grant}&refresh_token=secret-rt&client_id=app"),
+    )
+    .await
 }
 
 #[tokio::test]

@@ -16,8 +16,6 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use serde_json::{Value, json};
 
 fn root() -> &'static Path {
@@ -545,14 +543,9 @@ connections:
         &format!("http://{}/tools", warden.route("crm", "mcp")),
     )
     .await;
-    support::send(
-        &client,
-        http::Request::post(format!("http://{}/token", warden.route("crm", "oauth")))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from_static(
-                b"grant_type=refresh_token&refresh_token=r1",
-            )))
-            .expect("request"),
+    support::token(
+        warden.route("crm", "oauth"),
+        "grant_type=refresh_token&refresh_token=r1",
     )
     .await;
     let scrape = support::scrape(warden.admin).await;

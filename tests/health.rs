@@ -3,8 +3,8 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::Response;
@@ -33,13 +33,11 @@ connections:
 }
 
 async fn token(addr: std::net::SocketAddr, grant: &str) -> support::Answer {
-    let req = http::Request::post(format!("http://{addr}/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from(format!(
-            "grant_type={grant}&refresh_token=rt-secret&code=c-secret"
-        ))))
-        .expect("request");
-    send(&http_client(), req).await
+    support::token(
+        addr,
+        format!("grant_type={grant}&refresh_token=rt-secret&code=c-secret"),
+    )
+    .await
 }
 
 async fn api(admin: std::net::SocketAddr, path: &str) -> Value {
@@ -216,25 +214,7 @@ async fn a_revoked_client_short_circuits_until_a_new_login() {
 #[tokio::test]
 async fn a_failing_upstream_opens_the_circuit_and_the_prober_closes_it() {
     let down = Arc::new(AtomicBool::new(true));
-    let requests = Arc::new(AtomicUsize::new(0));
-    let (d, r) = (Arc::clone(&down), Arc::clone(&requests));
-    let mcp = Upstream::start(move |req| {
-        let probe = req
-            .headers()
-            .get("user-agent")
-            .is_some_and(|ua| ua.as_bytes().starts_with(b"warden-probe"));
-        if !probe {
-            r.fetch_add(1, Ordering::SeqCst);
-        }
-        let status = if d.load(Ordering::SeqCst) { 503 } else { 200 };
-        async move {
-            Response::builder()
-                .status(status)
-                .body(full(""))
-                .expect("response")
-        }
-    })
-    .await;
+    let (mcp, requests) = support::upstream::switchable(Arc::clone(&down)).await;
     let (idp, _) = idp(vec![]).await;
     let warden = Warden::start(&config(&mcp.url(), &idp.url(), ""));
     let addr = warden.route("crm", "mcp");
@@ -410,74 +390,6 @@ async fn a_bad_certificate_opens_the_circuit_and_never_asks_for_reauth() {
         .find(|e| e["type"] == "circuit_opened")
         .expect("circuit_opened event");
     assert_eq!(opened["error_kind"], "tls");
-}
-
-#[tokio::test]
-async fn twenty_open_circuits_never_see_more_than_max_concurrent_probes() {
-    const CONNECTIONS: usize = 20;
-    const MAX_PROBES: usize = 3;
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let probed = Arc::new(Mutex::new(std::collections::HashSet::new()));
-    let (f, p, seen) = (
-        Arc::clone(&in_flight),
-        Arc::clone(&peak),
-        Arc::clone(&probed),
-    );
-    let up = Upstream::start(move |req| {
-        let (f, p, seen) = (Arc::clone(&f), Arc::clone(&p), Arc::clone(&seen));
-        async move {
-            if req.uri().path().starts_with("/probe/") {
-                let now = f.fetch_add(1, Ordering::SeqCst) + 1;
-                p.fetch_max(now, Ordering::SeqCst);
-                seen.lock()
-                    .expect("seen")
-                    .insert(req.uri().path().to_owned());
-                // Slow enough that probes of different connections overlap.
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                f.fetch_sub(1, Ordering::SeqCst);
-            }
-            Response::builder()
-                .status(503)
-                .body(full(""))
-                .expect("response")
-        }
-    })
-    .await;
-    let mut yaml = format!(
-        "version: 1\nadmin: {{ listen: 127.0.0.1:0 }}\nlimits: {{ max_concurrent_probes: {MAX_PROBES} }}\nconnections:\n"
-    );
-    for i in 0..CONNECTIONS {
-        yaml.push_str(&format!(
-            "  - name: c{i}\n    api:\n      listen: 127.0.0.1:0\n      upstream: {}\n      circuit: {{ consecutive_failures: 1, probe: {{ path: /probe/c{i}, interval: 20ms, max_interval: 40ms }} }}\n",
-            up.url()
-        ));
-    }
-    let warden = Warden::start(&yaml);
-    let client = http_client();
-    for i in 0..CONNECTIONS {
-        let addr = warden.route(&format!("c{i}"), "api");
-        assert_eq!(get(&client, &format!("http://{addr}/")).await.status, 503);
-    }
-    eventually("every connection has been probed", || async {
-        probed.lock().expect("seen").len() == CONNECTIONS
-    })
-    .await;
-    let peak = peak.load(Ordering::SeqCst);
-    assert!(peak <= MAX_PROBES, "{peak} probes in flight at once");
-    assert!(
-        peak >= 2,
-        "probes never overlapped ({peak}): the test proves nothing"
-    );
-    let rows = api(warden.admin, "health").await;
-    let rows = rows["connections"].as_array().expect("rows");
-    assert_eq!(rows.len(), CONNECTIONS);
-    for row in rows {
-        assert_eq!(row["has_oauth"], false);
-        assert_eq!(row["state"], "circuit_open");
-        assert_eq!(row["circuit"]["api"], "open");
-        assert!(row["circuit"].get("oauth").is_none());
-    }
 }
 
 #[tokio::test]

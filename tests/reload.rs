@@ -6,11 +6,10 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
 use http::Response;
-use http_body_util::Full;
+use support::idp::Held;
 use support::upstream::{Upstream, full};
-use support::{DEADLINE, Warden, eventually, get, http_client, metric, scrape, send};
+use support::{DEADLINE, Warden, eventually, get, http_client, metric, scrape};
 use tokio::sync::{Notify, Semaphore};
 
 fn reloads(m: &str, result: &str) -> f64 {
@@ -220,15 +219,8 @@ connections:
     );
     let mut warden = Warden::start(&yaml);
     let oauth = warden.route("crm", "oauth");
-    let refresh = || {
-        http::Request::post(format!("http://{oauth}/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from_static(
-                b"grant_type=refresh_token&refresh_token=r",
-            )))
-            .expect("request")
-    };
-    assert_eq!(send(&http_client(), refresh()).await.status, 400);
+    let refresh = || support::token(oauth, "grant_type=refresh_token&refresh_token=r");
+    assert_eq!(refresh().await.status, 400);
     std::fs::write(
         warden.config_path(),
         format!(
@@ -249,51 +241,22 @@ connections:
     .json();
     assert_eq!(health["state"], "needs_reauth");
     assert_eq!(health["idp_error_code"], "invalid_grant");
-    let answer = send(&http_client(), refresh()).await;
+    let answer = refresh().await;
     assert_eq!(answer.headers["x-warden-short-circuit"], "needs_reauth");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
 
-/// An IdP whose token endpoint counts grants and holds each answer until released.
-async fn held_idp(release: Arc<Notify>, arrived: Arc<Notify>, hits: Arc<AtomicUsize>) -> Upstream {
-    Upstream::start(move |_req| {
-        hits.fetch_add(1, Ordering::SeqCst);
-        let (release, arrived) = (Arc::clone(&release), Arc::clone(&arrived));
-        async move {
-            arrived.notify_one();
-            release.notified().await;
-            Response::builder()
-                .header("content-type", "application/json")
-                .body(full(r#"{"access_token":"at-2","refresh_token":"rt-2"}"#))
-                .expect("response")
-        }
-    })
-    .await
-}
-
 async fn refresh(addr: std::net::SocketAddr) -> support::Answer {
-    let req = http::Request::post(format!("http://{addr}/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from_static(
-            b"grant_type=refresh_token&refresh_token=rt-1&client_id=app",
-        )))
-        .expect("request");
-    send(&http_client(), req).await
+    support::token(
+        addr,
+        "grant_type=refresh_token&refresh_token=rt-1&client_id=app",
+    )
+    .await
 }
 
 #[tokio::test]
 async fn a_refresh_burst_that_spans_a_reload_reaches_the_idp_once() {
-    let (release, arrived, hits) = (
-        Arc::new(Notify::new()),
-        Arc::new(Notify::new()),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let idp = held_idp(
-        Arc::clone(&release),
-        Arc::clone(&arrived),
-        Arc::clone(&hits),
-    )
-    .await;
+    let idp = Held::start(200, r#"{"access_token":"at-2","refresh_token":"rt-2"}"#).await;
     let yaml = |events: u32| {
         format!(
             "version: 1
@@ -303,13 +266,13 @@ connections:
   - name: a
     oauth: {{ listen: 127.0.0.1:0, upstream: {}, token_path: /token }}
 ",
-            idp.url()
+            idp.upstream.url()
         )
     };
     let mut warden = Warden::start_with_env(&yaml(50), &[("RUST_LOG", "info,warden_proxy=debug")]);
     let oauth = warden.route("a", "oauth");
     let first = tokio::spawn(refresh(oauth));
-    tokio::time::timeout(DEADLINE, arrived.notified())
+    tokio::time::timeout(DEADLINE, idp.arrived.notified())
         .await
         .expect("the first grant reaches the IdP");
 
@@ -332,49 +295,24 @@ connections:
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    release.notify_one();
+    idp.release.notify_one();
     let (first, second) = (first.await.expect("first"), second.await.expect("second"));
     assert_eq!(first.status, 200);
     assert_eq!(second.body, first.body, "both get the one answer");
-    assert_eq!(
-        hits.load(Ordering::SeqCst),
-        1,
-        "the refresh token went to the IdP once"
-    );
+    assert_eq!(idp.hits(), 1, "the refresh token went to the IdP once");
 }
 
 #[tokio::test]
 async fn a_reload_keeps_pooled_upstream_connections() {
-    // An upstream that counts the TCP connections it accepts.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&accepted);
-    let server = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(Response::new(full("ok")))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let up = Upstream::recording(200, "ok").await;
+    let addr = up.addr;
     let yaml = |extra: &str| format!("{}{extra}", base(&format!("http://{addr}")));
     let warden = Warden::start(&yaml(""));
     let url = format!("http://{}/x", warden.route("a", "mcp"));
     for _ in 0..3 {
         assert_eq!(get(&http_client(), &url).await.status, 200);
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(up.accepted(), 1);
 
     std::fs::write(warden.config_path(), yaml("events_per_connection: 7\n")).expect("rewrite");
     warden.signal("HUP");
@@ -382,10 +320,5 @@ async fn a_reload_keeps_pooled_upstream_connections() {
     for _ in 0..3 {
         assert_eq!(get(&http_client(), &url).await.status, 200);
     }
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
-        1,
-        "the reload kept the pooled connection"
-    );
-    server.abort();
+    assert_eq!(up.accepted(), 1, "the reload kept the pooled connection");
 }

@@ -2,16 +2,12 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::Response;
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::Frame;
-use support::upstream::Upstream;
+use http_body_util::{BodyExt, Full};
 use support::{DEADLINE, Warden, http_client, one_route};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 
 const EVENTS: usize = 5;
 
@@ -21,35 +17,7 @@ const EVENTS: usize = 5;
 #[tokio::test]
 async fn sse_events_arrive_one_by_one_in_lockstep() {
     let read = Arc::new(Semaphore::new(0));
-    let gate = Arc::clone(&read);
-    let up = Upstream::start(move |_req| {
-        let gate = Arc::clone(&gate);
-        async move {
-            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
-            tokio::spawn(async move {
-                for i in 0..EVENTS {
-                    if i > 0 {
-                        // Wait until the client has read the previous event.
-                        match gate.acquire().await {
-                            Ok(permit) => permit.forget(),
-                            Err(_) => return,
-                        }
-                    }
-                    let event = format!("id: {i}\nevent: message\ndata: {{\"n\":{i}}}\n\n");
-                    if tx.send(Ok(Frame::data(Bytes::from(event)))).await.is_err() {
-                        return;
-                    }
-                }
-            });
-            let stream = support::upstream::RxStream(rx);
-            Response::builder()
-                .header("content-type", "text/event-stream")
-                .header("cache-control", "no-cache")
-                .body(StreamBody::new(stream).boxed())
-                .expect("response")
-        }
-    })
-    .await;
+    let up = support::mcp::sse_lockstep(EVENTS, Arc::clone(&read)).await;
     let warden = Warden::start(&one_route("mcp", &up.url(), ""));
     let addr = warden.route("t", "mcp");
 

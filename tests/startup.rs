@@ -6,11 +6,9 @@ mod support;
 
 use std::process::{Command, Stdio};
 
-use bytes::Bytes;
-use http_body_util::Full;
 use serde_json::Value;
 use support::upstream::scripted;
-use support::{Warden, get, http_client, send, warden_bin};
+use support::{Warden, get, http_client, warden_bin};
 
 /// Runs `warden ARGS` to completion in `dir`; (exit code, stderr lines).
 fn run(args: &[&str], dir: &std::path::Path) -> (i32, Vec<String>) {
@@ -222,18 +220,12 @@ async fn zero_config_oauth_honours_token_path() {
         1,
     );
     let client = http_client();
-    let refresh = || {
-        http::Request::post(format!(
-            "http://{}/oauth2/default/v1/token",
-            warden.route("default", "oauth")
-        ))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from_static(
-            b"grant_type=refresh_token&refresh_token=rt-1",
-        )))
-        .expect("request")
-    };
-    let first = send(&client, refresh()).await;
+    let url = format!(
+        "http://{}/oauth2/default/v1/token",
+        warden.route("default", "oauth")
+    );
+    let refresh = || support::token_at(&url, "grant_type=refresh_token&refresh_token=rt-1");
+    let first = refresh().await;
     assert_eq!(first.status, 400);
     let health = get(
         &client,
@@ -245,7 +237,7 @@ async fn zero_config_oauth_honours_token_path() {
     assert_eq!(row["state"], "needs_reauth", "{health}");
     assert_eq!(row["idp_error_code"], "invalid_grant", "{health}");
 
-    let second = send(&client, refresh()).await;
+    let second = refresh().await;
     assert_eq!(second.status, 400);
     assert_eq!(second.headers["x-warden-short-circuit"], "needs_reauth");
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);

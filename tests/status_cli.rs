@@ -51,13 +51,10 @@ fn line<'a>(rows: &'a [Vec<String>], name: &str) -> &'a [String] {
 }
 
 async fn token(addr: SocketAddr) -> u16 {
-    let req = http::Request::post(format!("http://{addr}/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from_static(
-            b"grant_type=refresh_token&refresh_token=rt",
-        )))
-        .expect("request");
-    send(&http_client(), req).await.status.as_u16()
+    support::token(addr, "grant_type=refresh_token&refresh_token=rt")
+        .await
+        .status
+        .as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,17 +69,7 @@ async fn the_table_and_exit_code_follow_each_state() {
     )
     .await;
     let down = Arc::new(AtomicBool::new(false));
-    let d = Arc::clone(&down);
-    let mcp = Upstream::start(move |_req| {
-        let status = if d.load(Ordering::SeqCst) { 503 } else { 200 };
-        async move {
-            Response::builder()
-                .status(status)
-                .body(full("{}"))
-                .expect("response")
-        }
-    })
-    .await;
+    let (mcp, _) = support::upstream::switchable(Arc::clone(&down)).await;
     let warden = Warden::start(&format!(
         "version: 1
 admin: {{ listen: 127.0.0.1:0 }}

@@ -18,12 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::Response;
-use http_body_util::Full;
 use serde_json::{Value, json};
-use support::upstream::{Upstream, full};
-use support::{DEADLINE, HttpClient, Warden, eventually, get, http_client, send};
+use support::upstream::Upstream;
+use support::{DEADLINE, Warden, eventually, get, http_client};
 
 const ADMIN_TOKEN: &str = "page-admin-token";
 
@@ -276,32 +273,11 @@ async fn scripted(script: Vec<(u16, &'static str)>, fallback: (u16, &'static str
     support::upstream::scripted(script, fallback).await.0
 }
 
-/// 200 until `down` is set, 503 after.
-async fn switchable(down: Arc<AtomicBool>) -> Upstream {
-    Upstream::start(move |_req| {
-        let status = if down.load(Ordering::SeqCst) {
-            503
-        } else {
-            200
-        };
-        async move {
-            Response::builder()
-                .status(status)
-                .body(full("{}"))
-                .expect("response")
-        }
-    })
-    .await
-}
-
-async fn token(client: &HttpClient, addr: SocketAddr) -> u16 {
-    let req = http::Request::post(format!("http://{addr}/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from_static(
-            b"grant_type=refresh_token&refresh_token=rt",
-        )))
-        .expect("request");
-    send(client, req).await.status.as_u16()
+async fn token(addr: SocketAddr) -> u16 {
+    support::token(addr, "grant_type=refresh_token&refresh_token=rt")
+        .await
+        .status
+        .as_u16()
 }
 
 fn output_dir() -> PathBuf {
@@ -337,7 +313,7 @@ async fn the_status_page_shows_every_state_in_a_real_browser() {
     .await;
     // docs: healthy until the test takes its MCP server down.
     let docs_down = Arc::new(AtomicBool::new(false));
-    let docs_mcp = switchable(Arc::clone(&docs_down)).await;
+    let (docs_mcp, _) = support::upstream::switchable(Arc::clone(&docs_down)).await;
     let ok = scripted(vec![], (200, r#"{"access_token":"at"}"#)).await;
     // ledger: one 503 from the token endpoint opens the oauth circuit, the prober's next
     // 200 closes it, which ends the route's failure run: the idle connection is healthy.
@@ -382,16 +358,16 @@ connections:
     let mut warden = Some(Warden::start(&yaml));
     let w = warden.as_ref().expect("running");
 
-    assert_eq!(token(&client, w.route("crm", "oauth")).await, 400);
+    assert_eq!(token(w.route("crm", "oauth")).await, 400);
     let search = format!("http://{}/mcp", w.route("search", "mcp"));
     assert_eq!(get(&client, &search).await.status, 503);
-    assert_eq!(token(&client, w.route("billing", "oauth")).await, 503);
-    assert_eq!(token(&client, w.route("docs", "oauth")).await, 200);
+    assert_eq!(token(w.route("billing", "oauth")).await, 503);
+    assert_eq!(token(w.route("docs", "oauth")).await, 200);
     let docs = format!("http://{}/mcp", w.route("docs", "mcp"));
     assert_eq!(get(&client, &docs).await.status, 200);
     let api = format!("http://{}/v1/things", w.route("metrics-api", "api"));
     assert_eq!(get(&client, &api).await.status, 200);
-    assert_eq!(token(&client, w.route("ledger", "oauth")).await, 503);
+    assert_eq!(token(w.route("ledger", "oauth")).await, 503);
     let ledger = format!("http://{}/api/v1/connections/ledger", w.admin);
     eventually("the ledger circuit to close again", || async {
         let detail = get(&client, &ledger).await.json();

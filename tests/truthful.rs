@@ -11,10 +11,9 @@ use bytes::Bytes;
 use http::Response;
 use http_body_util::{BodyExt as _, Full};
 use serde_json::{Value, json};
-use support::upstream::{Upstream, full, scripted};
+use support::idp::Held;
+use support::upstream::{Raw, Upstream, full, scripted};
 use support::{DEADLINE, Warden, eventually, get, http_client, metric, scrape, send};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpListener;
 
 async fn api(admin: SocketAddr, path: &str) -> Value {
     get(
@@ -30,12 +29,11 @@ async fn row(admin: SocketAddr) -> Value {
 }
 
 async fn token(addr: SocketAddr, grant: &str) -> support::Answer {
-    let body = format!("grant_type={grant}&refresh_token=rt-secret&client_id=app");
-    let req = http::Request::post(format!("http://{addr}/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from(body)))
-        .expect("request");
-    send(&http_client(), req).await
+    support::token(
+        addr,
+        format!("grant_type={grant}&refresh_token=rt-secret&client_id=app"),
+    )
+    .await
 }
 
 async fn mcp_post(addr: SocketAddr, body: &str) -> support::Answer {
@@ -108,33 +106,6 @@ async fn a_token_success_during_an_mcp_outage_keeps_the_connection_degraded() {
     assert_eq!(line["cause"], "upstream_failed_transient", "{line}");
 }
 
-/// A raw upstream that answers every request with `answer` and closes: for answers a
-/// well-behaved server library refuses to write (a body cut short, HTTP/1.0).
-async fn raw_upstream(answer: &'static [u8]) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 16 * 1024];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = stream.write_all(answer).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    (addr, task)
-}
-
 /// GETs `url` and reads the body until it ends or breaks: whether it broke, and what came.
 async fn get_through(url: &str) -> (http::StatusCode, bool, Bytes) {
     tokio::time::timeout(DEADLINE, async {
@@ -178,9 +149,9 @@ async fn a_body_that_breaks_off_after_the_head_is_transient_and_degrades() {
         ),
     ];
     for (name, answer) in cases {
-        let (up, task) = raw_upstream(answer).await;
+        let up = Raw::start(answer).await;
         let (idp, _) = scripted(vec![], (200, "{}")).await;
-        let w = Warden::start(&crm(&format!("http://{up}"), &idp.url(), 100, ""));
+        let w = Warden::start(&crm(&up.url(), &idp.url(), 100, ""));
         let url = format!("http://{}/mcp", w.route("crm", "mcp"));
         let (status, broke, _) = get_through(&url).await;
         assert_eq!(status, 200, "{name}");
@@ -210,25 +181,13 @@ async fn a_body_that_breaks_off_after_the_head_is_transient_and_degrades() {
             Some(1.0),
             "{name}"
         );
-        task.abort();
     }
-}
-
-/// An MCP server that answers every POST with `body` as `content_type`.
-async fn mcp_server(content_type: &'static str, body: &'static str) -> Upstream {
-    Upstream::start(move |_req| async move {
-        Response::builder()
-            .header("content-type", content_type)
-            .body(full(body))
-            .expect("response")
-    })
-    .await
 }
 
 #[tokio::test]
 async fn a_terminal_jsonrpc_error_rule_in_an_sse_answer_sets_needs_reauth() {
     let sse = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32001,\"message\":\"upstream credential expired\"}}\n\n";
-    let mcp = mcp_server("text/event-stream", sse).await;
+    let mcp = support::mcp::answering("text/event-stream", sse).await;
     let (idp, _) = scripted(vec![], (200, "{}")).await;
     let rules = "policy:
   rules:
@@ -348,7 +307,7 @@ async fn tool_results_are_counted_by_outcome_in_json_and_sse() {
 #[tokio::test]
 async fn an_mcp_tool_error_rule_turns_a_failing_tool_into_a_failure_health_sees() {
     let body = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}"#;
-    let mcp = mcp_server("application/json", body).await;
+    let mcp = support::mcp::answering("application/json", body).await;
     let (idp, _) = scripted(vec![], (200, "{}")).await;
     let rules = "policy:
   rules:
@@ -387,55 +346,18 @@ async fn an_mcp_tool_error_rule_turns_a_failing_tool_into_a_failure_health_sees(
     );
 }
 
-/// An IdP whose token endpoint holds its answer until released, then answers `status`
-/// with `body`.
-async fn held_idp(
-    status: u16,
-    body: Bytes,
-    release: Arc<tokio::sync::Notify>,
-    arrived: Arc<tokio::sync::Notify>,
-    hits: Arc<AtomicUsize>,
-) -> Upstream {
-    Upstream::start(move |_req| {
-        hits.fetch_add(1, Ordering::SeqCst);
-        let release = Arc::clone(&release);
-        let arrived = Arc::clone(&arrived);
-        let body = body.clone();
-        async move {
-            arrived.notify_one();
-            release.notified().await;
-            Response::builder()
-                .status(status)
-                .header("content-type", "application/json")
-                .body(full(body))
-                .expect("response")
-        }
-    })
-    .await
-}
-
 /// Ten refresh grants with the same refresh token: the first goes upstream, the other
 /// nine join it (seen in warden's debug log) before the IdP answers.
 async fn ten_refreshes(status: u16, body: Bytes) -> (Vec<support::Answer>, usize) {
-    let release = Arc::new(tokio::sync::Notify::new());
-    let arrived = Arc::new(tokio::sync::Notify::new());
-    let hits = Arc::new(AtomicUsize::new(0));
-    let idp = held_idp(
-        status,
-        body,
-        Arc::clone(&release),
-        Arc::clone(&arrived),
-        Arc::clone(&hits),
-    )
-    .await;
+    let idp = Held::start(status, body).await;
     let (mcp, _) = scripted(vec![], (200, "{}")).await;
     let mut w = Warden::start_with_env(
-        &crm(&mcp.url(), &idp.url(), 100, ""),
+        &crm(&mcp.url(), &idp.upstream.url(), 100, ""),
         &[("RUST_LOG", "info,warden_proxy=debug")],
     );
     let oauth = w.route("crm", "oauth");
     let leader = tokio::spawn(async move { token(oauth, "refresh_token").await });
-    tokio::time::timeout(DEADLINE, arrived.notified())
+    tokio::time::timeout(DEADLINE, idp.arrived.notified())
         .await
         .expect("the leader's grant reaches the IdP");
     let followers: Vec<_> = (0..9)
@@ -457,12 +379,12 @@ async fn ten_refreshes(status: u16, body: Bytes) -> (Vec<support::Answer>, usize
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    release.notify_one();
+    idp.release.notify_one();
     let mut answers = vec![leader.await.expect("leader")];
     for f in followers {
         answers.push(f.await.expect("follower"));
     }
-    (answers, hits.load(Ordering::SeqCst))
+    (answers, idp.hits())
 }
 
 #[tokio::test]
@@ -531,9 +453,8 @@ async fn token_events_name_their_grant_type() {
 
 #[tokio::test]
 async fn an_http_1_0_upstream_leaves_the_client_on_http_1_1_keep_alive() {
-    let (up, task) =
-        raw_upstream(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from 1.0").await;
-    let w = Warden::start(&support::one_route("api", &format!("http://{up}"), ""));
+    let up = Raw::start(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello from 1.0").await;
+    let w = Warden::start(&support::one_route("api", &up.url(), ""));
     let addr = w.route("t", "api");
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) =
@@ -561,5 +482,4 @@ async fn an_http_1_0_upstream_leaves_the_client_on_http_1_1_keep_alive() {
         assert_eq!(body, "hello from 1.0");
     }
     driver.abort();
-    task.abort();
 }

@@ -1,10 +1,16 @@
-//! Shared harness for the black-box tests: a warden process on loopback, scripted upstreams,
-//! and a plain HTTP client. Everything started here is stopped when its handle drops, so a
-//! failing assertion never leaves a process or a listener behind.
-#![allow(dead_code)]
+//! Harness for the black-box tests of the binary: a `warden` process on loopback, its
+//! logs, and its admin scrape. Upstreams, IdPs, the client and the rest of the fixtures
+//! live in `warden-fixtures`, re-exported here. Everything started here is stopped when
+//! its handle drops, so a failing assertion never leaves a process or a listener behind.
+#![allow(dead_code, unused_imports)]
 
-pub mod pki;
-pub mod upstream;
+pub use warden_fixtures::client::{
+    Answer, DEADLINE, HttpClient, eventually, get, h2_client, http_client, raw_exchange, send,
+    token, token_at,
+};
+pub use warden_fixtures::config::one_route;
+pub use warden_fixtures::metrics::metric;
+pub use warden_fixtures::{idp, mcp, pki, upstream};
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -13,16 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-
-/// How long a test waits for anything that should happen promptly. Generous so a loaded CI
-/// machine does not flake; a hang still fails instead of blocking the suite.
-pub const DEADLINE: Duration = Duration::from_secs(10);
 
 pub fn warden_bin() -> &'static str {
     env!("CARGO_BIN_EXE_warden")
@@ -218,179 +214,7 @@ pub fn run_warden(args: &[&str], cwd: &Path) -> (i32, String, String) {
     )
 }
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-/// An HTTP/1.1 client that keeps nothing from one test to the next.
-pub fn http_client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-/// An HTTP/2 client with prior knowledge (h2c), as a local app speaking HTTP/2 would be.
-pub fn h2_client() -> HttpClient {
-    Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http()
-}
-
-pub struct Answer {
-    pub status: http::StatusCode,
-    pub headers: http::HeaderMap,
-    pub body: Bytes,
-}
-
-impl Answer {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
-    }
-}
-
-/// Sends one request and reads the whole answer, within the deadline.
-pub async fn send(client: &HttpClient, req: http::Request<Full<Bytes>>) -> Answer {
-    tokio::time::timeout(DEADLINE, async {
-        let resp = client.request(req).await.expect("request failed");
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await.expect("read body").to_bytes();
-        Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
-    })
-    .await
-    .expect("request did not finish within the deadline")
-}
-
-pub async fn get(client: &HttpClient, url: &str) -> Answer {
-    send(
-        client,
-        http::Request::get(url)
-            .body(Full::new(Bytes::new()))
-            .expect("request"),
-    )
-    .await
-}
-
-/// Polls `f` until it returns true or the deadline passes.
-pub async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if f().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A minimal config with one connection `t` and one route of `role` to `upstream`.
-pub fn one_route(role: &str, upstream: &str, extra_route: &str) -> String {
-    let token = if role == "oauth" {
-        "\n      token_path: /token"
-    } else {
-        ""
-    };
-    format!(
-        "version: 1
-admin:
-  listen: 127.0.0.1:0
-connections:
-  - name: t
-    {role}:
-      listen: 127.0.0.1:0
-      upstream: {upstream}{token}{extra_route}
-"
-    )
-}
-
-/// A raw HTTP/1.1 exchange over a fresh TCP connection, for requests a well-behaved client
-/// library refuses to send (absolute-form targets, CONNECT, oversized or chunked bodies).
-/// Returns the status code and the whole response text read until the answer is complete.
-pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    tokio::time::timeout(DEADLINE, async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        // The server may answer and close before it has read everything we send; that is
-        // fine, the answer is what we check.
-        let _ = stream.write_all(request).await;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        loop {
-            let n = match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(head_end) = find(&buf, b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-                let len = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .unwrap_or(0);
-                if buf.len() >= head_end + 4 + len {
-                    break;
-                }
-            }
-        }
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status line in {text:?}"));
-        (status, text)
-    })
-    .await
-    .expect("raw exchange within the deadline")
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The value of the series `name` whose labels include all of `labels` (order-insensitive),
-/// from a Prometheus text scrape; None when absent.
-pub fn metric(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape.lines().find_map(|line| {
-        if line.starts_with('#') {
-            return None;
-        }
-        let (series, value) = line.rsplit_once(' ')?;
-        let (series_name, label_text) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.strip_suffix('}')?),
-            None => (series, ""),
-        };
-        if series_name != name {
-            return None;
-        }
-        let have: Vec<(&str, &str)> = label_text
-            .split("\",")
-            .filter(|p| !p.is_empty())
-            .filter_map(|p| {
-                let (k, v) = p.split_once("=\"")?;
-                Some((k, v.trim_end_matches('"')))
-            })
-            .collect();
-        labels
-            .iter()
-            .all(|want| have.contains(want))
-            .then(|| value.parse().ok())
-            .flatten()
-    })
-}
-
+/// The admin listener's Prometheus scrape.
 pub async fn scrape(admin: SocketAddr) -> String {
     get(&http_client(), &format!("http://{admin}/metrics"))
         .await

@@ -1,51 +1,17 @@
 //! `classify` must not touch the heap on the common path (a 2xx with nothing to store):
 //! counted with a thread-local counting allocator around the system one.
 //!
-//! This test binary's allocator is the only `unsafe` in the crate: a `GlobalAlloc` cannot
-//! be written without it, and the library itself stays `#![forbid(unsafe_code)]`.
+//! The allocator is `warden-fixtures`' (its only `unsafe`); the library itself stays
+//! `#![forbid(unsafe_code)]`.
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use common::{api, mcp, token};
+use warden_fixtures::alloc::{Counting, allocations};
 use warden_policy::Policy;
-
-struct Counting;
-
-thread_local! {
-    // `const` init: no lazy allocation inside the allocator.
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; the counter touches no memory the
-// caller owns.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn allocations(f: impl FnOnce()) -> usize {
-    let before = ALLOCS.with(Cell::get);
-    f();
-    ALLOCS.with(Cell::get) - before
-}
 
 const RULES: &str = r#"
 version: 1

@@ -3,90 +3,51 @@
 //! limits, strict HTTP/1 framing, and the upstream pool's cap. Where a timer decides, the
 //! runtime's clock is paused, so the tests wait for nothing real.
 
-use std::convert::Infallible;
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty, Full};
+use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::{Running, start};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use warden_proxy::Proxy;
+use warden_config::Role;
+use warden_fixtures::upstream::{Upstream, full};
 
-/// A test upstream: answers `200` with the number of request header fields it got in
-/// `x-fields`; `/slow` answers after 20 s; `/gather` answers only once `gather` requests are in progress together, so a
-/// test can force that many upstream connections. Counts the connections it holds open.
-struct Upstream {
-    addr: SocketAddr,
-    open: Arc<AtomicUsize>,
-    accepted: Arc<AtomicUsize>,
-}
-
-impl Upstream {
-    async fn start(gather: usize) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let open = Arc::new(AtomicUsize::new(0));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let barrier = Arc::new(tokio::sync::Barrier::new(gather.max(1)));
-        let (o, a) = (Arc::clone(&open), Arc::clone(&accepted));
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                o.fetch_add(1, Ordering::SeqCst);
-                a.fetch_add(1, Ordering::SeqCst);
-                let open = Arc::clone(&o);
-                let barrier = Arc::clone(&barrier);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let barrier = Arc::clone(&barrier);
-                        async move {
-                            if req.uri().path() == "/gather" {
-                                barrier.wait().await;
-                            }
-                            if req.uri().path() == "/slow" {
-                                tokio::time::sleep(Duration::from_secs(20)).await;
-                            }
-                            let fields = req.headers().len().to_string();
-                            let resp = Response::builder()
-                                .header("x-fields", fields)
-                                .body(Full::new(Bytes::from_static(b"ok")))
-                                .unwrap();
-                            Ok::<_, Infallible>(resp)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .max_headers(1000)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                    open.fetch_sub(1, Ordering::SeqCst);
-                });
+/// The test upstream: answers `200` with the number of request header fields it got in
+/// `x-fields`; `/slow` answers after 20 s; `/gather` answers only once `gather` requests are
+/// in progress together, so a test can force that many upstream connections.
+async fn upstream(gather: usize) -> Upstream {
+    let barrier = Arc::new(tokio::sync::Barrier::new(gather.max(1)));
+    Upstream::start(move |req: Request<Incoming>| {
+        let barrier = Arc::clone(&barrier);
+        async move {
+            if req.uri().path() == "/gather" {
+                barrier.wait().await;
             }
-        });
-        Upstream {
-            addr,
-            open,
-            accepted,
+            if req.uri().path() == "/slow" {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+            }
+            let fields = req.headers().len().to_string();
+            Response::builder()
+                .header("x-fields", fields)
+                .body(full("ok"))
+                .expect("a valid response")
         }
-    }
+    })
+    .await
 }
 
-/// The proxy with one `api` route to `upstream`; `extra` is spliced in at the top level
-/// (limits), `timeouts` under `defaults`.
-async fn proxy(
-    upstream: SocketAddr,
-    timeouts: &str,
-    limits: &str,
-) -> (Proxy, SocketAddr, CancellationToken) {
+/// The proxy with one `api` route to `upstream`; `timeouts` go under `defaults`, `limits`
+/// at the top level.
+async fn proxy(upstream: SocketAddr, timeouts: &str, limits: &str) -> (Running, SocketAddr) {
     let yaml = format!(
         "version: 1\n\
          admin: {{ listen: 127.0.0.1:0 }}\n\
@@ -94,13 +55,9 @@ async fn proxy(
          limits: {{ {limits} }}\n\
          connections:\n  - name: t\n    api:\n      listen: 127.0.0.1:0\n      upstream: http://{upstream}\n"
     );
-    let config = warden_config::parse(&yaml, "test.yaml").expect("valid test config");
-    let stop = CancellationToken::new();
-    let proxy = Proxy::start(&config, stop.clone())
-        .await
-        .expect("proxy starts");
-    let addr = proxy.bound().await[0].addr;
-    (proxy, addr, stop)
+    let running = start(&yaml).await;
+    let addr = running.addr("t", Role::Api).await;
+    (running, addr)
 }
 
 /// Reads until the peer closes; `Err` if it does not within `within`.
@@ -153,8 +110,8 @@ async fn raw_exchange(stream: &mut TcpStream, request: &[u8]) -> String {
 
 #[tokio::test(start_paused = true)]
 async fn silent_tcp_connection_is_closed_after_client_idle() {
-    let upstream = Upstream::start(1).await;
-    let (_proxy, addr, _stop) = proxy(upstream.addr, "client_idle: 5s", "").await;
+    let upstream = upstream(1).await;
+    let (_proxy, addr) = proxy(upstream.addr, "client_idle: 5s", "").await;
     let start = Instant::now();
     let mut silent = TcpStream::connect(addr).await.unwrap();
     let seen = closed_within(&mut silent, Duration::from_secs(60))
@@ -170,8 +127,8 @@ async fn silent_tcp_connection_is_closed_after_client_idle() {
 
 #[tokio::test(start_paused = true)]
 async fn silent_h2_connection_after_its_preface_is_closed() {
-    let upstream = Upstream::start(1).await;
-    let (_proxy, addr, _stop) = proxy(upstream.addr, "client_idle: 5s", "").await;
+    let upstream = upstream(1).await;
+    let (_proxy, addr) = proxy(upstream.addr, "client_idle: 5s", "").await;
     let mut h2 = TcpStream::connect(addr).await.unwrap();
     let start = Instant::now();
     h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
@@ -193,8 +150,8 @@ async fn silent_h2_connection_after_its_preface_is_closed() {
 
 #[tokio::test(start_paused = true)]
 async fn keep_alive_connection_is_closed_after_client_idle_but_not_mid_request() {
-    let upstream = Upstream::start(1).await;
-    let (_proxy, addr, _stop) = proxy(upstream.addr, "client_idle: 5s, request: 60s", "").await;
+    let upstream = upstream(1).await;
+    let (_proxy, addr) = proxy(upstream.addr, "client_idle: 5s, request: 60s", "").await;
     let mut conn = TcpStream::connect(addr).await.unwrap();
     // Keep the connection busy past client_idle with requests, each well within it.
     for _ in 0..4 {
@@ -218,9 +175,8 @@ async fn keep_alive_connection_is_closed_after_client_idle_but_not_mid_request()
 
 #[tokio::test(start_paused = true)]
 async fn client_past_max_connections_waits_and_is_served_once_one_closes() {
-    let upstream = Upstream::start(1).await;
-    let (_proxy, addr, _stop) =
-        proxy(upstream.addr, "client_idle: 600s", "max_connections: 2").await;
+    let upstream = upstream(1).await;
+    let (_proxy, addr) = proxy(upstream.addr, "client_idle: 600s", "max_connections: 2").await;
     let mut first = TcpStream::connect(addr).await.unwrap();
     let mut second = TcpStream::connect(addr).await.unwrap();
     for c in [&mut first, &mut second] {
@@ -292,8 +248,8 @@ fn assert_json_431(resp: &Response<Bytes>) {
 
 #[tokio::test]
 async fn header_field_limits_are_the_same_on_http1_and_http2() {
-    let upstream = Upstream::start(1).await;
-    let (_proxy, addr, _stop) = proxy(upstream.addr, "connect: 2s", "").await;
+    let upstream = upstream(1).await;
+    let (_proxy, addr) = proxy(upstream.addr, "connect: 2s", "").await;
 
     let resp = h1_request(addr, 150).await;
     assert_eq!(resp.status(), 200);
@@ -320,8 +276,8 @@ async fn header_field_limits_are_the_same_on_http1_and_http2() {
 
 #[tokio::test]
 async fn ambiguous_host_and_transfer_encoding_get_400() {
-    let upstream = Upstream::start(1).await;
-    let (_proxy, addr, _stop) = proxy(upstream.addr, "connect: 2s", "").await;
+    let upstream = upstream(1).await;
+    let (_proxy, addr) = proxy(upstream.addr, "connect: 2s", "").await;
     let cases: [(&[u8], &str); 4] = [
         (b"GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n", "bad_host"),
         (b"GET / HTTP/1.1\r\n\r\n", "bad_host"),
@@ -340,11 +296,7 @@ async fn ambiguous_host_and_transfer_encoding_get_400() {
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
         assert!(answer.contains(&format!(r#""error":"{code}""#)), "{answer}");
     }
-    assert_eq!(
-        upstream.accepted.load(Ordering::SeqCst),
-        0,
-        "nothing was forwarded"
-    );
+    assert_eq!(upstream.accepted(), 0, "nothing was forwarded");
     // A well-formed request still passes.
     let mut conn = TcpStream::connect(addr).await.unwrap();
     let answer = raw_exchange(&mut conn, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
@@ -354,8 +306,8 @@ async fn ambiguous_host_and_transfer_encoding_get_400() {
 #[tokio::test]
 async fn upstream_pool_keeps_no_more_than_its_cap() {
     const BURST: usize = 6;
-    let upstream = Upstream::start(BURST).await;
-    let (_proxy, addr, _stop) = proxy(
+    let upstream = upstream(BURST).await;
+    let (_proxy, addr) = proxy(
         upstream.addr,
         "request: 10s",
         "max_idle_upstream_per_route: 2",
@@ -374,15 +326,11 @@ async fn upstream_pool_keeps_no_more_than_its_cap() {
         let answer = answer.await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
-    assert_eq!(upstream.accepted.load(Ordering::SeqCst), BURST);
+    assert_eq!(upstream.accepted(), BURST);
     // Connections past the cap are closed as they come back to the pool.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while upstream.open.load(Ordering::SeqCst) > 2 && Instant::now() < deadline {
+    while upstream.open() > 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        upstream.open.load(Ordering::SeqCst),
-        2,
-        "idle upstream connections kept"
-    );
+    assert_eq!(upstream.open(), 2, "idle upstream connections kept");
 }

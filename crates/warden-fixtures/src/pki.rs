@@ -6,14 +6,20 @@ use std::sync::Arc;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+/// A self-signed CA that signs leaves for one test.
 pub struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
+/// A leaf certificate and its key, as PEM for files and as DER for rustls.
 pub struct Leaf {
+    /// The certificate, PEM.
     pub cert_pem: String,
+    /// The private key, PKCS#8 PEM.
     pub key_pem: String,
+    /// The certificate chain, leaf first.
     pub chain: Vec<CertificateDer<'static>>,
+    /// The private key.
     pub key: PrivateKeyDer<'static>,
 }
 
@@ -22,6 +28,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 impl Ca {
+    /// A new CA whose common name is `name`.
     pub fn new(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -32,10 +39,12 @@ impl Ca {
         }
     }
 
+    /// The CA certificate, PEM, for a `ca_file`.
     pub fn pem(&self) -> String {
         self.issuer.pem()
     }
 
+    /// The CA certificate, DER, for a root store.
     pub fn der(&self) -> CertificateDer<'static> {
         self.issuer.der().clone()
     }
