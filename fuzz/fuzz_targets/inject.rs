@@ -7,6 +7,7 @@ use libfuzzer_sys::fuzz_target;
 #[allow(dead_code, unused_imports)]
 #[path = "../../src/cli"]
 mod cli {
+    pub mod configmap;
     pub mod inject;
 }
 

@@ -1,5 +1,5 @@
-//! The sanitizer that turns upstream-chosen strings into label values and event codes (SPEC
-//! §4): never a panic; the output is `redacted` or only `[A-Za-z0-9_.-]`, at most 200 bytes,
+//! The sanitizer that turns upstream-chosen strings into label values and event codes (README ›
+//! Classification): never a panic; the output is `redacted` or only `[A-Za-z0-9_.-]`, at most 200 bytes,
 //! and never spells a URL.
 #![no_main]
 

@@ -1,4 +1,4 @@
-//! `warden demo` (SPEC §9): warden in front of in-process simulated upstreams that fail on
+//! `warden demo` (README › Command line): warden in front of in-process simulated upstreams that fail on
 //! a script, with a simulated app driving traffic, so a newcomer watches a connection go
 //! `healthy` → `degraded` → `circuit_open` → recovered → `needs_reauth` within a minute,
 //! with nothing installed beyond the binary.

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use warden_proxy::catalogue;
 
 use metrics::{Counter, counter};
 use tokio::signal::unix::Signal;
@@ -161,8 +162,8 @@ struct Outcomes {
 impl Outcomes {
     fn new() -> Self {
         Outcomes {
-            success: counter!("warden_config_reloads_total", "result" => "success"),
-            error: counter!("warden_config_reloads_total", "result" => "error"),
+            success: counter!(catalogue::CONFIG_RELOADS.name, "result" => "success"),
+            error: counter!(catalogue::CONFIG_RELOADS.name, "result" => "error"),
         }
     }
 }

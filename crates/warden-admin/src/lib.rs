@@ -58,7 +58,7 @@ impl Readiness {
 /// records (the admin crate knows nothing of the proxy). The rows are warden-health's
 /// types, which `warden status` reads back: one definition of the JSON for both sides.
 pub trait ConnectionsApi: Send + Sync {
-    /// `{"connections":[row, ...]}` (SPEC §6).
+    /// `{"connections":[row, ...]}` (README › Admin listener).
     fn health(&self) -> HealthReport;
     /// One row plus its `events`, newest first; `None` for an unknown name.
     fn connection(&self, name: &str) -> Option<HealthDetail>;

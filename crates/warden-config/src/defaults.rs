@@ -1,4 +1,4 @@
-//! The values proxy.yaml falls back to (SPEC §3), as `Default` impls on the model so that
+//! The values proxy.yaml falls back to (README › proxy.yaml), as `Default` impls on the model so that
 //! zero-config mode, tests and other crates build the same config a minimal file gives.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};

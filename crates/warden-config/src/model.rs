@@ -405,7 +405,7 @@ pub enum RetryMode {
     Never,
 }
 
-/// Why a TLS handshake with an upstream failed (SPEC §5, `tls_detail`): a closed set, so
+/// Why a TLS handshake with an upstream failed (README › Connection health, `tls_detail`): a closed set, so
 /// an operator can tell a missing CA from a wrong `server_name` or an expired certificate
 /// without reading rustls' debug output, and a label or field built from it stays bounded.
 #[derive(

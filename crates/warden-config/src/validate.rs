@@ -1,5 +1,5 @@
 //! Raw sections to the validated `Config`: defaults filled in, overrides merged, and every
-//! rule of SPEC §3 checked, each problem reported at its key path.
+//! rule of README › proxy.yaml checked, each problem reported at its key path.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

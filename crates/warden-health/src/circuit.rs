@@ -1,4 +1,4 @@
-//! One route's circuit breaker (SPEC §5 `circuit_open`).
+//! One route's circuit breaker (README › Retries `circuit_open`).
 //!
 //! Counting is per attempt, retries included, because every attempt hit the upstream: a
 //! request that failed three times is three pieces of evidence. Any answer that is not
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 pub const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// `Retry-After` for a request refused by an open circuit: whole seconds until the next
-/// probe, rounded up, at least one (SPEC §5). Rounding up means a client that honours it
+/// probe, rounded up, at least one (README › Retries). Rounding up means a client that honours it
 /// never comes back before the probe that could have closed the circuit.
 pub fn retry_after(next_probe: Option<Instant>, now: Instant) -> Duration {
     let Some(next) = next_probe else {

@@ -1,4 +1,4 @@
-//! One connection's health record: the SPEC §5 state machine.
+//! One connection's health record: the README › Connection health state machine.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -41,12 +41,12 @@ pub struct ConnectionHealth {
     /// gets into a retryable-looking `temporarily_unavailable`.
     reauth_code: Option<Arc<str>>,
     token_acquired: bool,
-    /// SPEC §6's `idp_error_code`, kept as state rather than searched for in the ring:
+    /// README › Admin listener's `idp_error_code`, kept as state rather than searched for in the ring:
     /// the ring forgets, and bookkeeping events must never hide the code.
     idp_error_code: Option<Arc<str>>,
 }
 
-/// One route's newest request outcome, for SPEC §5's per-route `degraded`: a success on one
+/// One route's newest request outcome, for README › Connection health's per-route `degraded`: a success on one
 /// route must never hide a failing one.
 #[derive(Debug, Clone, Default)]
 struct RouteOutcome {
@@ -107,7 +107,7 @@ impl ConnectionHealth {
         ConnectionHealth::new(&connection.name, &roles, settings)
     }
 
-    /// Applies a reloaded configuration while keeping the state (SPEC §3: health
+    /// Applies a reloaded configuration while keeping the state (README › proxy.yaml: health
     /// survives a reload). New routes start closed; a removed route's circuit goes with
     /// it (reported in `circuits_closed` so the prober stops); thresholds apply from the
     /// next attempt on; a smaller ring drops its oldest events. Records no event.
@@ -237,7 +237,7 @@ impl ConnectionHealth {
     ///
     /// A non-token request on the oauth route (discovery, JWKS) counts toward that
     /// route's circuit and has its own failure-run events, but does not decide whether the
-    /// route is failing: SPEC §5 makes the oauth route's outcome its token responses.
+    /// route is failing: README › Connection health makes the oauth route's outcome its token responses.
     pub fn record_upstream(
         &mut self,
         role: Role,
@@ -387,7 +387,7 @@ impl ConnectionHealth {
         self.token_acquired
     }
 
-    /// SPEC §6's `idp_error_code`.
+    /// README › Admin listener's `idp_error_code`.
     pub fn idp_error_code(&self) -> Option<&str> {
         self.idp_error_code.as_deref()
     }
@@ -410,7 +410,7 @@ impl ConnectionHealth {
             .max_by_key(|e| e.at)
     }
 
-    /// The event that explains the current state (SPEC §6's `reason`): the terminal
+    /// The event that explains the current state (README › Admin listener's `reason`): the terminal
     /// answer behind `needs_reauth`, the failure that opened the (newest) open circuit, or
     /// the failing routes' newest failure; `None` when healthy.
     pub fn reason(&self) -> Option<&HealthEvent> {
@@ -472,7 +472,7 @@ impl ConnectionHealth {
         self.events.newest()
     }
 
-    /// The admin API's row (SPEC §6).
+    /// The admin API's row (README › Admin listener).
     pub fn snapshot(&self) -> HealthRow {
         let mut circuit = CircuitMap::default();
         for role in self.roles().iter() {

@@ -1,4 +1,4 @@
-//! Health events (SPEC §5) and the bounded ring that keeps the newest of them.
+//! Health events (README › Connection health) and the bounded ring that keeps the newest of them.
 //!
 //! An event holds only what is safe to show: a type, a role, an HTTP status, a sanitized
 //! IdP code, a verdict and a network fault's kind. Nothing from a request or a response
@@ -16,7 +16,7 @@ use warden_policy::Event;
 
 use crate::grant::GrantType;
 
-/// Every event type SPEC §5 names.
+/// Every event type README › Connection health names.
 #[derive(
     Debug,
     Clone,
@@ -63,7 +63,7 @@ impl EventType {
     /// Every type, for labels that must be pre-registered and for exhaustive tests.
     pub const ALL: [EventType; EventType::COUNT] = variant_array(EventType::VARIANTS);
 
-    /// The SPEC name, the event's `type` in the admin API.
+    /// The documented name (README › Connection health), the event's `type` in the admin API.
     pub fn as_str(self) -> &'static str {
         self.into()
     }
@@ -118,7 +118,7 @@ pub struct HealthEvent {
     /// not read as a failed refresh (the event type keeps its historical name).
     pub grant_type: Option<GrantType>,
     /// Why the TLS handshake failed, when `error_kind` is `tls`; serialized only then, so
-    /// every other event keeps the SPEC §6 shape.
+    /// every other event keeps the README › Admin listener shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_detail: Option<TlsDetail>,
 }

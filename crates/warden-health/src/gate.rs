@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use warden_policy::is_refresh;
 
-/// What kind of request is asking, as far as short-circuits care (SPEC §5).
+/// What kind of request is asking, as far as short-circuits care (README › Connection health).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GateRequest {
     /// Anything but a token request: an mcp/api request, or a request to a path other
@@ -34,7 +34,7 @@ pub enum Gate {
     /// Send it upstream.
     Forward,
     /// Answer at once: `401` for mcp/api requests, `400` with the code for refresh
-    /// grants (SPEC §5).
+    /// grants (README › Connection health).
     NeedsReauth {
         /// The code of the terminal answer that set `needs_reauth`, for the 401 body's
         /// `idp_error_code` and the 400 body's `error`. `None` when the terminal verdict

@@ -1,4 +1,4 @@
-//! warden's per-connection health (SPEC §5–§7): one record per connection that answers
+//! warden's per-connection health (README › Connection health–§7): one record per connection that answers
 //! "may this request go upstream, and if not, why", learns from every classified answer,
 //! and shows itself as the admin API's rows and events.
 //!
@@ -28,7 +28,7 @@
 //! assert!(matches!(gate, Gate::CircuitOpen { .. })); // answer 503 at once
 //! ```
 //!
-//! Decisions the SPEC leaves open, made here:
+//! Decisions the health contract (README › Connection health) leaves open, made here:
 //!
 //! - **Non-token requests on the oauth route are never refused for `needs_reauth`**
 //!   (authorize, discovery, JWKS): a new login needs them. Only refresh grants there are.
@@ -36,7 +36,7 @@
 //!   request gets the 401 (the client can act on it) rather than the 503.
 //! - **The short-circuit's code is the terminal answer's code**, kept apart from the row's
 //!   `idp_error_code`: a later transient failure of a new login changes the row's code
-//!   (SPEC §6's newest-event rule) but not what refused refresh grants are told.
+//!   (README › Admin listener's newest-event rule) but not what refused refresh grants are told.
 //! - **`token_acquired` is set only by an `ok` token response with `access_token`**: a
 //!   user rule that calls such an answer anything else has judged it unusable.
 //! - **Only a probe or a reset closes a circuit.** A request that was in flight when it
@@ -45,9 +45,9 @@
 //!   so an mcp outage and a healthy api route do not make a flapping event stream. Token
 //!   responses have their own events and do not touch these runs.
 //! - **A `terminal` mcp/api verdict (only a user rule gives one) sets `needs_reauth`** and
-//!   records `upstream_failed_terminal` (an addition to SPEC §5's event types), so the
+//!   records `upstream_failed_terminal` (an addition to README › Connection health's event types), so the
 //!   state has a cause to show.
-//! - **`degraded` is per route** (SPEC §5): each route keeps its newest request outcome,
+//! - **`degraded` is per route** (README › Connection health): each route keeps its newest request outcome,
 //!   and the connection is degraded while any route's was a transient failure, so a token
 //!   success never hides a failing mcp route and interleaved traffic cannot flap the state.
 //!   The oauth route's outcome is its token responses (discovery and JWKS requests count
@@ -93,7 +93,7 @@ pub use time::Rfc3339;
 
 use warden_config::Role;
 
-/// A role's slot in the per-role arrays: mcp, api, oauth — the order SPEC §6's
+/// A role's slot in the per-role arrays: mcp, api, oauth — the order README › Admin listener's
 /// `circuit` map and every listing use.
 pub(crate) const fn role_index(role: Role) -> usize {
     match role {

@@ -145,7 +145,7 @@ impl ProbeOutcome {
         self
     }
 
-    /// SPEC §5: any HTTP answer below 500 closes the circuit — the upstream is there, and
+    /// README › Connection health: any HTTP answer below 500 closes the circuit — the upstream is there, and
     /// whatever it thinks of the probe's path is not an outage.
     pub const fn is_ok(&self) -> bool {
         matches!(self.status, Some(status) if status < 500)

@@ -2,10 +2,10 @@
 
 use warden_config::{Connection, Role};
 
-/// The default `circuit.consecutive_failures` (SPEC §3), for roles nobody configured.
+/// The default `circuit.consecutive_failures` (README › proxy.yaml), for roles nobody configured.
 pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
 
-/// The default `events_per_connection` (SPEC §3).
+/// The default `events_per_connection` (README › proxy.yaml).
 pub const DEFAULT_EVENTS_PER_CONNECTION: usize = 50;
 
 /// `events_per_connection` plus each route's `circuit.consecutive_failures`.

@@ -1,4 +1,4 @@
-//! What the admin API shows (SPEC §6): one row per connection, and a row with its events.
+//! What the admin API shows (README › Admin listener): one row per connection, and a row with its events.
 //!
 //! These are owned copies taken under the connection's lock, so the admin API serializes
 //! them after releasing it and a slow client never holds up the data plane. The same types
@@ -161,7 +161,7 @@ pub struct HealthRow {
     /// A token answer has succeeded at least once.
     #[serde(default)]
     pub token_acquired: bool,
-    /// SPEC §6's rule: the newest token failure's code, cleared by a newer success or a
+    /// README › Admin listener's rule: the newest token failure's code, cleared by a newer success or a
     /// reset, never hidden by bookkeeping events.
     pub idp_error_code: Option<String>,
     /// Each route's circuit, so the page can say which route is cut off.

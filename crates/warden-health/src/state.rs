@@ -1,4 +1,4 @@
-//! The one-word summary of a connection (SPEC §5) and what degraded it.
+//! The one-word summary of a connection (README › Connection health) and what degraded it.
 
 use std::fmt;
 
@@ -41,7 +41,7 @@ impl State {
     /// `warden_connection_state`, which sets one of them to 1 and the others to 0.
     pub const ALL: [State; State::COUNT] = variant_array(State::VARIANTS);
 
-    /// The SPEC name, used in the admin API, logs and the metric label.
+    /// The documented name (README › Connection health), used in the admin API, logs and the metric label.
     pub fn as_str(self) -> &'static str {
         self.into()
     }
@@ -56,7 +56,7 @@ impl fmt::Display for State {
 /// Which kind of request outcome made a connection `degraded`.
 ///
 /// The status page shows a degraded connection as `refresh failing` when the newest
-/// failure was a token response and `degraded` when it was an upstream request (SPEC §6);
+/// failure was a token response and `degraded` when it was an upstream request (README › Admin listener);
 /// the row's JSON carries it as `degraded_by`.
 #[derive(
     Debug,

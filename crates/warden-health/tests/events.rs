@@ -1,4 +1,4 @@
-//! Which events are recorded when (SPEC §5), and the ring that keeps them.
+//! Which events are recorded when (README › Connection health), and the ring that keeps them.
 #![allow(unused_must_use)]
 
 mod support;

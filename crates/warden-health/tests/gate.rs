@@ -1,4 +1,4 @@
-//! The gate: each state × role × kind of request (SPEC §5's short-circuits), and
+//! The gate: each state × role × kind of request (README › Retries's short-circuits), and
 //! `Retry-After`'s rounding.
 #![allow(unused_must_use)]
 

@@ -1,4 +1,4 @@
-//! SPEC §6's `idp_error_code` rule: the newest token failure's code, cleared by a newer
+//! README › Admin listener's `idp_error_code` rule: the newest token failure's code, cleared by a newer
 //! success or reset, never hidden by bookkeeping events — however many of them.
 #![allow(unused_must_use)]
 

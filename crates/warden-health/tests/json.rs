@@ -1,4 +1,4 @@
-//! The admin API's JSON (SPEC §6): exactly the field names and value forms it promises.
+//! The admin API's JSON (README › Admin listener): exactly the field names and value forms it promises.
 #![allow(unused_must_use)]
 
 mod support;

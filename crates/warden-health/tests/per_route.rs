@@ -1,4 +1,4 @@
-//! SPEC §5's per-route `degraded` and §6's `reason`: interleaved traffic on several routes,
+//! README › Connection health's per-route `degraded` and §6's `reason`: interleaved traffic on several routes,
 //! a circuit closing on an idle connection, and the event that explains every state.
 #![allow(unused_must_use)]
 

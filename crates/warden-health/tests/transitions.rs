@@ -1,4 +1,4 @@
-//! SPEC §5's state machine, transition by transition.
+//! README › Connection health's state machine, transition by transition.
 #![allow(unused_must_use)]
 
 mod support;

@@ -1,6 +1,6 @@
 //! The classifier alone: what it adds to every proxied response.
 //!
-//! `classify/mix` cycles through a realistic traffic mix with the SPEC §3 example rules
+//! `classify/mix` cycles through a realistic traffic mix with the README › proxy.yaml example rules
 //! compiled, one observation per iteration, so criterion's time is ns per observation.
 
 use std::hint::black_box;

@@ -1,6 +1,6 @@
-//! SPEC §4's two built-in tables, one match arm per row, each under the row it implements.
+//! README › Classification's two built-in tables, one match arm per row, each under the row it implements.
 //!
-//! Rows the SPEC does not list are marked "not in the table" with the reason for the
+//! Rows the README's classification tables do not list are marked "not in the table" with the reason for the
 //! choice. Every arm names itself with a stable string ([`BUILTIN_RULES`]) that shows up in
 //! `Decision::rule`, so a log line says which row decided.
 
@@ -58,7 +58,7 @@ pub const BUILTIN_RULES: [&str; 31] = [
 ];
 
 /// RFC 6749 §5.2 codes after which no refresh can succeed: the grant or the client itself
-/// is no longer accepted. Everything else on a 400 may pass (SPEC §4).
+/// is no longer accepted. Everything else on a 400 may pass (README › Classification).
 fn token_400(code: Option<&str>) -> Row {
     use Verdict::{Terminal, Transient};
     match code {
@@ -74,10 +74,10 @@ fn token_400(code: Option<&str>) -> Row {
     }
 }
 
-/// SPEC §4, first table: a request to an oauth route's `token_path`.
+/// README › Classification, first table: a request to an oauth route's `token_path`.
 ///
 /// `facts.oauth_error` is already sanitized and lower-cased, so the code comparisons above
-/// are the SPEC's ASCII case-insensitive ones.
+/// are the README's ASCII case-insensitive ones (README › Classification).
 pub(crate) fn token_response(obs: &Observation<'_>, facts: &Facts<'_>) -> Row {
     use Verdict::{Ok, Terminal, Transient};
     let code = facts.oauth_error;
@@ -110,7 +110,7 @@ pub(crate) fn token_response(obs: &Observation<'_>, facts: &Facts<'_>) -> Row {
     }
 }
 
-/// SPEC §4, second table: requests on mcp and api routes, and every non-token request on
+/// README › Classification, second table: requests on mcp and api routes, and every non-token request on
 /// an oauth route.
 pub(crate) fn http_response(obs: &Observation<'_>, facts: &Facts<'_>) -> Row {
     use Verdict::{Auth, ClientError, Ok, Transient};

@@ -14,11 +14,11 @@ pub struct Decision {
     /// What health, retries and metrics act on.
     pub verdict: Verdict,
     /// `Never` when the deciding rule said `retry: never`; built-in rows always say
-    /// `Default` (whether a retry is *safe* is the proxy's call, SPEC §5).
+    /// `Default` (whether a retry is *safe* is the proxy's call, README › Retries).
     pub retry: RetryMode,
     /// Which rule decided, for logs and debugging.
     pub rule: RuleRef,
-    /// The health event a token response implies (SPEC §5); `None` for every other request,
+    /// The health event a token response implies (README › Connection health); `None` for every other request,
     /// whose events depend on history and are derived by the health crate.
     pub event: Option<Event>,
     /// The error code to store and label; `None` for `ok` verdicts, network faults and
@@ -27,7 +27,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The `code` label of `warden_upstream_errors_total` (SPEC §7): the OAuth or session
+    /// The `code` label of `warden_upstream_errors_total` (README › Admin listener (metrics)): the OAuth or session
     /// code's label when there is one, else the network fault's kind, else the HTTP status;
     /// always from a closed set.
     pub fn code_label(&self, obs: &Observation<'_>) -> &'static str {
@@ -45,7 +45,7 @@ impl Decision {
 /// The rule that decided.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RuleRef {
-    /// A row of SPEC §4's tables, by a stable name such as `token.invalid_grant` or
+    /// A row of README › Classification's tables, by a stable name such as `token.invalid_grant` or
     /// `http.5xx` (all listed in [`crate::BUILTIN_RULES`]).
     Builtin(&'static str),
     /// `policy.rules[index]` and its name. The name is shared with the compiled policy, so
@@ -72,7 +72,7 @@ impl std::fmt::Display for RuleRef {
     }
 }
 
-/// Events a token response implies (SPEC §5).
+/// Events a token response implies (README › Connection health).
 #[derive(
     Debug,
     Clone,
@@ -100,7 +100,7 @@ impl Event {
     /// Every event, for labels that must be pre-registered and for exhaustive tests.
     pub const ALL: [Event; Event::COUNT] = warden_config::variant_array(Event::VARIANTS);
 
-    /// The SPEC §5 event type name.
+    /// The README › Connection health event type name.
     pub fn as_str(self) -> &'static str {
         self.into()
     }
@@ -115,7 +115,7 @@ impl std::fmt::Display for Event {
 /// An error code, both forms.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Code {
-    /// Sanitized (SPEC §4) and lower-cased; at most 200 characters of `[a-z0-9_.-]`, or
+    /// Sanitized (README › Classification) and lower-cased; at most 200 characters of `[a-z0-9_.-]`, or
     /// `redacted`. What events store and the admin API shows.
     pub sanitized: String,
     /// The metric label: one of [`crate::OAUTH_CODE_LABELS`] or `session_expired`.

@@ -27,7 +27,7 @@ pub(crate) struct Facts<'s> {
     /// sanitizer (`""`, `"\n"`): an empty code is no code.
     pub(crate) oauth_error: Option<&'s str>,
     /// The status the rules and the 400 rows see: a 2xx token response without
-    /// `access_token` but with an `error` counts as a 400 with that error (SPEC §4).
+    /// `access_token` but with an `error` counts as a 400 with that error (README › Classification).
     pub(crate) rule_status: Option<u16>,
     /// A 404 on a non-token request that carried `Mcp-Session-Id`.
     pub(crate) session_expired: bool,

@@ -1,4 +1,4 @@
-//! Metric label values (SPEC §7): every function here maps any input into a closed set,
+//! Metric label values (README › Admin listener (metrics)): every function here maps any input into a closed set,
 //! so no upstream, however hostile, can grow the number of series.
 
 use warden_config::ErrorKind;
@@ -13,7 +13,7 @@ pub const SESSION_EXPIRED: &str = "session_expired";
 ///
 /// RFC 6749 §5.2's six token-endpoint codes, plus `server_error` and
 /// `temporarily_unavailable`. The latter two are RFC 6749 codes too (§4.1.2.1, registered in
-/// the OAuth Extensions Error Registry); SPEC §4 names them in its table, token endpoints
+/// the OAuth Extensions Error Registry); README › Classification names them in its table, token endpoints
 /// return them in practice, and they say "the IdP is having trouble" as opposed to "the
 /// IdP sent something unknown" — a distinction worth a series. The set stays closed.
 pub const OAUTH_CODES: [&str; 8] = [
@@ -62,7 +62,7 @@ pub fn oauth_code_label(sanitized: &str) -> &'static str {
         .unwrap_or(OTHER)
 }
 
-/// The label of a JSON-RPC error code (SPEC §7): the five standard codes as their decimal
+/// The label of a JSON-RPC error code (README › Admin listener (metrics)): the five standard codes as their decimal
 /// text, the implementation-defined server range `-32099..=-32000` as `server_error`, and
 /// everything else — application codes included — as `other`.
 pub fn jsonrpc_code_label(code: i64) -> &'static str {

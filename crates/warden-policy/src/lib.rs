@@ -1,17 +1,17 @@
 //! warden's classifier: one upstream exchange ([`Observation`]) in, one [`Decision`] out.
 //!
 //! `policy.rules` are checked first, in file order, and the first that matches decides;
-//! otherwise SPEC §4's built-in tables do. The crate is pure — no I/O, no async, no HTTP
+//! otherwise README › Classification's built-in tables do. The crate is pure — no I/O, no async, no HTTP
 //! types — so the proxy calls it inline on every response and its tests are plain tables.
 //!
-//! Decisions the SPEC leaves open, made here:
+//! Decisions the classification contract (README › Classification) leaves open, made here:
 //!
 //! - **Token requests decided by a user rule still get an event**, derived from the verdict
 //!   (`ok` → `refresh_succeeded`/`connect_completed` by grant type, `terminal` →
 //!   `refresh_failed_revoked`, anything else → `refresh_failed_transient`), so health
 //!   tracking sees every token response whoever classified it.
 //! - **Rules see the normalized token response**: a 2xx without `access_token` but with an
-//!   `error` matches `status: 400` (SPEC: "as the same error with 400"), and a 401 without
+//!   `error` matches `status: 400` (README: "as the same error with 400"), and a 401 without
 //!   `error` matches `oauth_error: [invalid_client]` — rules match what is stored and shown.
 //! - **An `error` that sanitizes to nothing** (`""`, `"<>"`) counts as no `error` at all.
 //! - **`ok` verdicts carry no code**, even when the body also had an `error`.
@@ -119,7 +119,7 @@ impl Policy {
     }
 }
 
-/// SPEC §5: every token response records one event, named by its verdict.
+/// README › Connection health: every token response records one event, named by its verdict.
 fn token_event(verdict: Verdict, grant_type: Option<&str>) -> Event {
     match verdict {
         Verdict::Ok if is_refresh(grant_type) => Event::RefreshSucceeded,

@@ -1,4 +1,4 @@
-//! SPEC §4's sanitizer for the IdP's `error` field.
+//! README › Classification's sanitizer for the IdP's `error` field.
 //!
 //! The code an IdP sends is stored in events, shown in the admin API and status page, and
 //! used as a metric label, so a chatty or hostile IdP must not be able to grow any of them
@@ -122,7 +122,7 @@ fn is_url_marker_at(bytes: &[u8], i: usize) -> bool {
     }
 }
 
-/// SPEC §4's sanitizer, case preserved: `redacted` for a value containing `://` or `www.`
+/// README › Classification's sanitizer, case preserved: `redacted` for a value containing `://` or `www.`
 /// (ASCII case-insensitive), otherwise only `[A-Za-z0-9_.-]` kept, cut to 200 characters.
 ///
 /// One deliberate addition: a value whose *kept* characters spell `www.` (separators hidden

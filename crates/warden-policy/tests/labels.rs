@@ -1,4 +1,4 @@
-//! Metric labels come from closed sets, whatever the input (SPEC §7).
+//! Metric labels come from closed sets, whatever the input (README › Admin listener (metrics)).
 
 use proptest::prelude::*;
 use warden_policy::{

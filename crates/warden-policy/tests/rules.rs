@@ -98,7 +98,7 @@ fn rules_override_builtins_first_match_wins() {
     let rft = Some(Event::RefreshFailedTransient);
     let rfr = Some(Event::RefreshFailedRevoked);
     let cases: Vec<(&str, Ex, Want)> = vec![
-        // 0: the SPEC example: a built-in transient made terminal.
+        // 0: the README's example: a built-in transient made terminal.
         (
             "400 invalid_scope",
             token(400).error("invalid_scope"),
@@ -447,7 +447,7 @@ fn user_verdicts_map_to_token_events() {
     }
 }
 
-/// The SPEC's own example config (§3) loads and behaves as its comments say.
+/// The README's example config (README › proxy.yaml) loads and behaves as its comments say.
 #[test]
 fn spec_example_rules() {
     let source = format!(

@@ -1,4 +1,4 @@
-//! SPEC §4's sanitizer: bounded, charset-limited, URL-shaped values redacted.
+//! README › Classification's sanitizer: bounded, charset-limited, URL-shaped values redacted.
 
 use proptest::prelude::*;
 use warden_policy::{MAX_CODE_LEN, REDACTED, sanitize, sanitize_code};

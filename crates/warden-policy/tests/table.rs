@@ -1,4 +1,4 @@
-//! SPEC §4, every row of both tables, plus the edges around them, against the built-in
+//! README › Classification, every row of both tables, plus the edges around them, against the built-in
 //! policy (no user rules). Each case pins verdict, event, stored code, its label and the
 //! deciding row, so a wrong row anywhere fails here.
 
@@ -70,7 +70,7 @@ fn run(cases: &[Case]) {
 const RFT: Option<Event> = Some(RefreshFailedTransient);
 const RFR: Option<Event> = Some(RefreshFailedRevoked);
 
-/// SPEC §4, first table, row by row.
+/// README › Classification, first table, row by row.
 #[test]
 fn token_table_rows() {
     let mut cases = vec![
@@ -238,7 +238,7 @@ fn token_table_rows() {
     run(&cases);
 }
 
-/// SPEC §4, second table, row by row, on both mcp and api routes.
+/// README › Classification, second table, row by row, on both mcp and api routes.
 #[test]
 fn http_table_rows() {
     let mut cases = Vec::new();
@@ -348,7 +348,7 @@ fn http_table_rows() {
 }
 
 /// Beyond the rows: case, missing and odd bodies, every 5xx, grant types, every ErrorKind,
-/// statuses the SPEC leaves open, and requests that only look like token requests.
+/// statuses the README's tables leave open, and requests that only look like token requests.
 #[test]
 fn edge_cases() {
     let long = "invalid_grant".repeat(400);
@@ -622,7 +622,7 @@ fn edge_cases() {
             Some(("slow_down", "other")),
             "token.429",
         ),
-        // Token statuses the SPEC leaves open: transient, never revoked.
+        // Token statuses the README's tables leave open: transient, never revoked.
         case("token 403", token(403), Transient, RFT, None, "token.4xx"),
         case(
             "token 403 invalid_client",
@@ -812,7 +812,7 @@ fn edge_cases() {
             None,
             "http.2xx",
         ),
-        // Statuses the SPEC leaves open on other requests.
+        // Statuses the README's tables leave open on other requests.
         case(
             "mcp 512",
             mcp(512),

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Instant, SystemTime};
 
+use crate::catalogue;
 use metrics::{Gauge, gauge};
 use tokio::sync::watch;
 use warden_config::{Config, Connection, ErrorKind, Role};
@@ -259,13 +260,13 @@ impl StateGauges {
         StateGauges {
             states: State::ALL.map(|s| {
                 gauge!(
-                    "warden_connection_state",
+                    catalogue::CONNECTION_STATE.name,
                     "connection" => connection.to_owned(),
                     "state" => s.as_str()
                 )
             }),
             needs_reauth: gauge!(
-                "warden_connection_needs_reauth",
+                catalogue::CONNECTION_NEEDS_REAUTH.name,
                 "connection" => connection.to_owned()
             ),
         }

@@ -6,8 +6,9 @@ mod admit;
 mod attempt;
 mod backoff;
 mod body;
-mod coalesce;
 #[doc(hidden)]
+pub mod catalogue;
+mod coalesce;
 pub mod exchange;
 mod headers;
 pub mod health;
@@ -29,5 +30,5 @@ mod strict;
 mod tls;
 mod upstream;
 
-pub use server::{BoundRoute, Proxy, ProxyError};
+pub use server::{BoundRoute, Proxy, ProxyError, Reloaded};
 pub use tls::TlsError;

@@ -5,6 +5,8 @@ use metrics::{Counter, Histogram, counter, histogram};
 use warden_config::{Role, Verdict};
 use warden_policy::JSONRPC_CODE_LABELS;
 
+use crate::catalogue;
+
 /// `warden_requests_total` verdict labels: the classifier's five plus warden's own answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -97,8 +99,8 @@ impl RouteMetrics {
             ]
         };
         let requests = std::array::from_fn(|i| match Verdict::ALL.get(i) {
-            Some(v) => counter!("warden_requests_total", &labels(v.as_str())),
-            None => counter!("warden_requests_total", &labels("short_circuit")),
+            Some(v) => counter!(catalogue::REQUESTS.name, &labels(v.as_str())),
+            None => counter!(catalogue::REQUESTS.name, &labels("short_circuit")),
         });
         debug_assert!(
             Verdict::ALL
@@ -107,14 +109,14 @@ impl RouteMetrics {
                 .all(|(i, v)| verdict_index(*v) == i)
         );
         let duration = histogram!(
-            "warden_request_duration_seconds",
+            catalogue::REQUEST_DURATION.name,
             "connection" => connection.to_owned(),
             "role" => role.as_str()
         );
         let token_refresh = (role == Role::Oauth).then(|| {
             REFRESH_RESULTS.map(|result| {
                 counter!(
-                    "warden_token_refresh_total",
+                    catalogue::TOKEN_REFRESH.name,
                     "connection" => connection.to_owned(),
                     "result" => result
                 )
@@ -123,7 +125,7 @@ impl RouteMetrics {
         let jsonrpc = (role == Role::Mcp).then(|| {
             JSONRPC_CODE_LABELS.map(|code| {
                 counter!(
-                    "warden_jsonrpc_errors_total",
+                    catalogue::JSONRPC_ERRORS.name,
                     "connection" => connection.to_owned(),
                     "code" => code
                 )
@@ -132,7 +134,7 @@ impl RouteMetrics {
         let tool_calls = (role == Role::Mcp).then(|| {
             ToolResult::ALL.map(|result| {
                 counter!(
-                    "warden_mcp_tool_calls_total",
+                    catalogue::MCP_TOOL_CALLS.name,
                     "connection" => connection.to_owned(),
                     "result" => result.as_str()
                 )
@@ -140,7 +142,7 @@ impl RouteMetrics {
         });
         let short_circuits = SHORT_CIRCUIT_REASONS.map(|reason| {
             counter!(
-                "warden_short_circuits_total",
+                catalogue::SHORT_CIRCUITS.name,
                 "connection" => connection.to_owned(),
                 "role" => role.as_str(),
                 "reason" => reason
@@ -148,7 +150,7 @@ impl RouteMetrics {
         });
         let probes = ["success", "failure"].map(|result| {
             counter!(
-                "warden_probes_total",
+                catalogue::PROBES.name,
                 "connection" => connection.to_owned(),
                 "role" => role.as_str(),
                 "result" => result
@@ -184,7 +186,7 @@ impl RouteMetrics {
     /// it happens only on failures.
     pub fn upstream_error(&self, verdict: Verdict, code: &'static str) {
         counter!(
-            "warden_upstream_errors_total",
+            catalogue::UPSTREAM_ERRORS.name,
             "connection" => self.connection.clone(),
             "role" => self.role.as_str(),
             "verdict" => verdict.as_str(),

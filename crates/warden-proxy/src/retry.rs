@@ -21,6 +21,7 @@ use warden_health::{Gate, GateRequest};
 
 use crate::attempt::{Attempt, AttemptResult};
 use crate::backoff::Backoff;
+use crate::catalogue;
 use crate::health::HealthHandle;
 
 /// Set on every retry to its attempt number (2, 3, ...); first attempts go without it.
@@ -76,7 +77,7 @@ impl RetrySlots {
     pub(crate) fn new(max: usize) -> Arc<RetrySlots> {
         Arc::new(RetrySlots {
             permits: Arc::new(Semaphore::new(max)),
-            in_flight: metrics::gauge!("warden_retries_in_flight"),
+            in_flight: metrics::gauge!(catalogue::RETRIES_IN_FLIGHT.name),
         })
     }
 
@@ -110,7 +111,7 @@ impl RetryCounters {
     pub(crate) fn new(connection: &str, role: Role) -> Self {
         RetryCounters(RetryOutcome::ALL.map(|o| {
             counter!(
-                "warden_retries_total",
+                catalogue::RETRIES.name,
                 "connection" => connection.to_owned(),
                 "role" => role.as_str(),
                 "outcome" => o.as_str()

@@ -18,6 +18,7 @@ use warden_config::{Config, Role};
 use warden_net::{Builders, ConnectionLimit};
 use warden_policy::Policy;
 
+use crate::catalogue;
 use crate::health::HealthHub;
 use crate::prober::{self, ProbeTarget};
 use crate::retry::RetrySlots;
@@ -135,10 +136,6 @@ impl Proxy {
         for (conn, route) in config.routes() {
             bound.push(bind(&conn.name, route.role, route.listen).await?);
         }
-        metrics::describe_gauge!(
-            "warden_client_connections",
-            "Client connections open, across every route (at most limits.max_connections)"
-        );
         let proxy = Proxy {
             shared: Arc::new(Shared {
                 health: HealthHub::new(config),
@@ -153,7 +150,7 @@ impl Proxy {
                 }),
                 connections: ConnectionLimit::new(
                     config.limits.max_connections,
-                    metrics::gauge!("warden_client_connections"),
+                    metrics::gauge!(catalogue::CLIENT_CONNECTIONS.name),
                 ),
             }),
         };

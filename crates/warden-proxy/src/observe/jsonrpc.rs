@@ -1,4 +1,4 @@
-//! JSON-RPC error codes in upstream answers, for `warden_jsonrpc_errors_total` (SPEC §7).
+//! JSON-RPC error codes in upstream answers, for `warden_jsonrpc_errors_total` (README › Admin listener (metrics)).
 //!
 //! An MCP server reports most failures inside a `200 OK`: as a JSON-RPC error object in a JSON
 //! body or in an SSE event. [`error_codes`] finds those objects in one JSON document;

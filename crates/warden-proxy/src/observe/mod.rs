@@ -1,9 +1,9 @@
 //! Passive observers of upstream answers.
 //!
-//! Warden never rewrites what an upstream says (SPEC §4): classification only *looks* at the
+//! Warden never rewrites what an upstream says (README › Classification): classification only *looks* at the
 //! bytes on their way to the client. MCP "Streamable HTTP" answers either with one JSON body or
 //! with a `text/event-stream` whose events carry JSON-RPC messages, and the JSON-RPC error
-//! objects inside either are counted per code in `warden_jsonrpc_errors_total` (SPEC §7).
+//! objects inside either are counted per code in `warden_jsonrpc_errors_total` (README › Admin listener (metrics)).
 //!
 //! * [`sse`] finds event boundaries in a stream fed as arbitrary chunks, without holding or
 //!   changing the chunks (the proxy forwards them itself) and with bounded memory.
