@@ -183,18 +183,20 @@ impl RefreshFlights {
 }
 
 /// A refresh grant: joins the exchange already in flight for the same refresh token, or
-/// starts `exchange` for it. The exchange runs on its own task, so a caller that goes
-/// away does not cancel it for the others, and a drain waits for it.
-pub(crate) async fn coalesced<F>(
+/// starts `exchange()` for it. The exchange runs on its own task, so a caller that goes
+/// away does not cancel it for the others and a drain waits for it; it is made there too,
+/// so the caller's future does not carry the exchange's.
+pub(crate) async fn coalesced<E, F>(
     flights: &RefreshFlights,
     key: u64,
-    exchange: F,
+    exchange: E,
     deadline: Instant,
     connection: &str,
     role: Role,
 ) -> LeaderAnswer
 where
-    F: Future<Output = AttemptResult> + Send + 'static,
+    E: FnOnce() -> F + Send + 'static,
+    F: Future<Output = AttemptResult> + Send,
 {
     let publisher = match flights.flights.join(key) {
         Joined::Follow(waiter) => {
@@ -217,7 +219,7 @@ where
     let (own_tx, own_rx) = tokio::sync::oneshot::channel::<LeaderAnswer>();
     let owned = connection.to_owned();
     flights.tasks.spawn(async move {
-        let result = exchange.await;
+        let result = exchange().await;
         let (shared, own) = share(result, deadline, &owned, role).await;
         publisher.publish(Arc::new(shared));
         if let Err(own) = own_tx.send(own)

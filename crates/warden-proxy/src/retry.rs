@@ -393,11 +393,15 @@ where
             status = facts.status,
             "retrying"
         );
-        discard(result, request.deadline).await;
-        // tokio's timer has millisecond ticks: a zero wait must not sleep one.
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
+        // Boxed: only a retry waits, and inline the wait would grow every request's future.
+        Box::pin(async {
+            discard(result, request.deadline).await;
+            // tokio's timer has millisecond ticks: a zero wait must not sleep one.
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        })
+        .await;
         next = again;
     }
 }

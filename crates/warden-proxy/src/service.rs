@@ -164,7 +164,7 @@ async fn handle(
         Some(key) => {
             let exchange = {
                 let (route, info) = (Arc::clone(&route), Arc::clone(&info));
-                async move { send(&route, attempt, &info, request).await }
+                move || async move { send(&route, attempt, &info, request).await }
             };
             coalesce::coalesced(
                 &state.refreshes,
@@ -239,7 +239,15 @@ async fn send(
     };
     let attempts = &attempts;
     retry::send_with_retries(&retries, request, attempt, |one, number| {
-        attempt::attempt(attempts, one, number, info, request.deadline)
+        // Boxed: an attempt's future holds the upstream exchange's, several KB; inline,
+        // every request's future would carry it and be moved (copied) whole into its box.
+        Box::pin(attempt::attempt(
+            attempts,
+            one,
+            number,
+            info,
+            request.deadline,
+        ))
     })
     .await
 }
