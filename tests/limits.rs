@@ -1,5 +1,6 @@
 //! What warden refuses or answers itself: oversized heads and bodies, forward-proxy use,
-//! unreachable upstreams, the client connection gauge. (Timeouts: crates/warden-proxy/tests/data_path.rs.)
+//! unreachable upstreams, the client connection gauge. Timeouts are tested in-process on
+//! paused time: crates/warden-proxy/tests/data_path.rs.
 
 mod support;
 
