@@ -27,16 +27,20 @@ fn main() {
         // commit) and packed-refs (a gc). Paths from git, as a worktree keeps them apart.
         let git_dir = git(&["rev-parse", "--git-dir"]).map(PathBuf::from);
         let common = git(&["rev-parse", "--git-common-dir"]).map(PathBuf::from);
+        // Only paths that exist: cargo reruns the script on every build for one that does
+        // not (a fresh repository has no packed-refs), which rebuilds the binary each time.
+        let watch = |path: PathBuf| {
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        };
         if let Some(dir) = &git_dir {
-            println!("cargo:rerun-if-changed={}", dir.join("HEAD").display());
+            watch(dir.join("HEAD"));
         }
         if let Some(dir) = &common {
-            println!(
-                "cargo:rerun-if-changed={}",
-                dir.join("packed-refs").display()
-            );
+            watch(dir.join("packed-refs"));
             if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-                println!("cargo:rerun-if-changed={}", dir.join(branch).display());
+                watch(dir.join(branch));
             }
         }
         git(&["rev-parse", "--short=12", "HEAD"])
