@@ -12,7 +12,7 @@ const RESERVE: u64 = 64;
 
 /// What a config needs, in descriptors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Needs {
+pub(crate) struct Needs {
     /// Held at all times when `max_connections` clients are connected: those sockets,
     /// one listener per route, each route's idle upstream pool, and [`RESERVE`].
     pub at_least: u64,
@@ -21,7 +21,7 @@ pub struct Needs {
     pub at_full_load: u64,
 }
 
-pub fn needs(config: &Config) -> Needs {
+pub(crate) fn needs(config: &Config) -> Needs {
     let clients = config.limits.max_connections as u64;
     let routes = config.routes().count() as u64;
     let pooled = routes.saturating_mul(config.limits.max_idle_upstream_per_route as u64);
@@ -37,7 +37,7 @@ pub fn needs(config: &Config) -> Needs {
 
 /// Whether `config` fits a descriptor limit of `limit`: `Err` with the reason when even the
 /// client connections cannot all be held.
-pub fn check(config: &Config, limit: u64) -> Result<Needs, String> {
+pub(crate) fn check(config: &Config, limit: u64) -> Result<Needs, String> {
     let needs = needs(config);
     if needs.at_least > limit {
         return Err(format!(
@@ -53,7 +53,7 @@ pub fn check(config: &Config, limit: u64) -> Result<Needs, String> {
 
 /// Raises the soft descriptor limit to the hard one and checks `config` against it; logs
 /// the limit in effect.
-pub fn raise_and_check(config: &Config) -> anyhow::Result<()> {
+pub(crate) fn raise_and_check(config: &Config) -> anyhow::Result<()> {
     let (soft, hard) =
         rlimit::getrlimit(rlimit::Resource::NOFILE).context("reading RLIMIT_NOFILE")?;
     let limit = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
@@ -78,7 +78,7 @@ pub fn raise_and_check(config: &Config) -> anyhow::Result<()> {
 }
 
 /// On reload: the limit in force now, checked without changing it.
-pub fn check_current(config: &Config) -> Result<(), String> {
+pub(crate) fn check_current(config: &Config) -> Result<(), String> {
     let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE)
         .map_err(|err| format!("reading RLIMIT_NOFILE: {err}"))?;
     check(config, soft).map(|_| ())

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human on a terminal, JSON otherwise.
     Auto,
     Human,
@@ -23,7 +23,7 @@ const OWN_CRATES: &[&str] = &[
     "warden_health",
 ];
 
-pub fn init(format: LogFormat) {
+pub(crate) fn init(format: LogFormat) {
     let filter = EnvFilter::new(directives(std::env::var("RUST_LOG").ok().as_deref()));
     let json = match format {
         LogFormat::Auto => !std::io::stderr().is_terminal(),
@@ -46,7 +46,7 @@ pub fn init(format: LogFormat) {
 
 /// `--log-format` as written on a command line clap could not parse: the format its
 /// refusal should be logged in (auto when absent or unreadable).
-pub fn format_in(argv: &[String]) -> LogFormat {
+pub(crate) fn format_in(argv: &[String]) -> LogFormat {
     let value = argv.iter().enumerate().find_map(|(i, a)| {
         if a == "--log-format" {
             argv.get(i + 1).map(String::as_str)

@@ -17,7 +17,7 @@ const DURATION_BUCKETS: &[f64] = &[
 /// raw samples are held in memory, so this bounds that memory under load.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
-pub fn install() -> anyhow::Result<PrometheusHandle> {
+pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(catalogue::REQUEST_DURATION.name.to_owned()),
@@ -33,7 +33,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 }
 
 /// Runs the recorder's upkeep forever; spawn it on the runtime.
-pub async fn upkeep(handle: PrometheusHandle) {
+pub(crate) async fn upkeep(handle: PrometheusHandle) {
     let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -8,7 +8,7 @@ use warden_config::{Config, ConfigError};
 use super::configmap;
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// Config file: a proxy.yaml, or a Kubernetes ConfigMap manifest holding one under
     /// `data."proxy.yaml"` (then checked as meant for a pod, as with --kubernetes).
     #[arg(long, short = 'c', env = "WARDEN_CONFIG", default_value = "proxy.yaml")]
@@ -20,7 +20,7 @@ pub struct CheckArgs {
     pub kubernetes: bool,
 }
 
-pub fn check(args: &CheckArgs) -> ExitCode {
+pub(super) fn check(args: &CheckArgs) -> ExitCode {
     let path = args.config.as_path();
     let source = match warden_config::read_source(path) {
         Ok(source) => source,

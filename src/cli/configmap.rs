@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use super::inject::yaml::{self, Kind, Node};
 
 /// The key under `data` that holds the config.
-pub const DATA_KEY: &str = "proxy.yaml";
+pub(super) const DATA_KEY: &str = "proxy.yaml";
 
 /// One ConfigMap's proxy.yaml.
 #[derive(Debug)]
-pub struct Embedded {
+pub(super) struct Embedded {
     pub name: String,
     pub namespace: Option<String>,
     pub text: String,
@@ -22,14 +22,14 @@ pub struct Embedded {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct Placement {
+pub(super) struct Placement {
     pub first_line: u64,
     pub indent: u64,
 }
 
 /// Whether `src` looks like Kubernetes YAML rather than a proxy.yaml: some document has
 /// `apiVersion` and `kind` at its top.
-pub fn is_manifest(src: &str) -> bool {
+pub(super) fn is_manifest(src: &str) -> bool {
     let Ok(docs) = yaml::parse_stream(src) else {
         return false;
     };
@@ -40,7 +40,7 @@ pub fn is_manifest(src: &str) -> bool {
 }
 
 /// Every ConfigMap in the stream that holds a proxy.yaml, in stream order.
-pub fn find(src: &str) -> Result<Vec<Embedded>, String> {
+pub(super) fn find(src: &str) -> Result<Vec<Embedded>, String> {
     let docs = yaml::parse_stream(src).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for doc in &docs {
@@ -121,7 +121,7 @@ fn placement(src: &str, value: &Node) -> Option<Placement> {
 }
 
 /// Moves diagnostics of the embedded text to their place in the manifest.
-pub fn relocate(
+pub(super) fn relocate(
     diagnostics: &mut [warden_config::Diagnostic],
     placement: Option<Placement>,
 ) -> bool {
@@ -140,7 +140,7 @@ pub fn relocate(
 }
 
 /// Why an admin address is no good in a pod, if it is not.
-pub fn admin_problem(listen: SocketAddr) -> Option<String> {
+pub(super) fn admin_problem(listen: SocketAddr) -> Option<String> {
     listen.ip().is_loopback().then(|| {
         format!(
             "admin.listen is {listen}, a loopback address: in a pod the kubelet's probes and \

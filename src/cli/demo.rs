@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use super::run;
 
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// The admin listener: status page, API and metrics.
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
@@ -111,7 +111,7 @@ impl Script {
     }
 }
 
-pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     run::runtime()?.block_on(play(args))
 }
 

@@ -21,7 +21,7 @@ use self::sidecar::{CONTAINER_NAME, INJECT_KEY, SidecarArgs, VOLUME_NAME, Val};
 use self::yaml::{Kind, Node};
 
 #[derive(Debug, clap::Args)]
-pub struct InjectArgs {
+pub(crate) struct InjectArgs {
     /// The YAML stream to read; stdin when absent or `-`.
     #[arg(short = 'f', long = "filename")]
     pub file: Option<PathBuf>,
@@ -30,7 +30,7 @@ pub struct InjectArgs {
     pub sidecar: SidecarArgs,
 }
 
-pub fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
     args.sidecar.validate()?;
     let mut bytes = Vec::new();
     let origin = match args.file.as_deref() {
@@ -72,14 +72,14 @@ pub fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
 /// The rewritten stream, one line per workload saying what happened to it, and what the
 /// user still has to do for each injected workload (stderr, never the stream).
 #[derive(Debug)]
-pub struct Injected {
+pub(super) struct Injected {
     pub text: String,
     pub notes: Vec<String>,
     pub next_steps: Vec<String>,
 }
 
 /// Adds the sidecar to every Pod template in `src` that lacks it and is not opted out.
-pub fn inject_stream(src: &str, args: &SidecarArgs) -> anyhow::Result<Injected> {
+pub(super) fn inject_stream(src: &str, args: &SidecarArgs) -> anyhow::Result<Injected> {
     let docs = yaml::parse_stream(src)?;
     let mut ctx = Ctx {
         src,

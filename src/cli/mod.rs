@@ -23,7 +23,7 @@ use crate::logging::LogFormat;
     version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("WARDEN_GIT_COMMIT"), ")"),
     about = "Sidecar HTTP proxy that keeps OAuth and MCP connections honest"
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Log format: human on a terminal and JSON otherwise (auto), or forced.
     #[arg(long, global = true, value_enum, default_value = "auto")]
     pub log_format: LogFormat,
@@ -33,7 +33,7 @@ pub struct Args {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the proxy.
     Run(run::RunArgs),
     /// Validate a config file (or a ConfigMap manifest holding one); exit 1 and print
@@ -53,7 +53,7 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
@@ -62,7 +62,7 @@ pub struct CompletionsArgs {
 impl Command {
     /// The long-running commands, whose output is logs: their errors follow
     /// `--log-format` too.
-    pub fn is_server(&self) -> bool {
+    pub(crate) fn is_server(&self) -> bool {
         matches!(
             self,
             Command::Run(_) | Command::Demo(_) | Command::Webhook(_)
@@ -71,13 +71,13 @@ impl Command {
 }
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct ConfigArg {
+pub(crate) struct ConfigArg {
     /// Config file.
     #[arg(long, short = 'c', env = "WARDEN_CONFIG", default_value = "proxy.yaml")]
     pub config: PathBuf,
 }
 
-pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+pub(crate) fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => Ok(check::check(&args)),

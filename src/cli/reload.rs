@@ -29,7 +29,7 @@ pub(super) struct Watched {
 pub(super) struct Fingerprint(usize, u64);
 
 impl Fingerprint {
-    pub fn of(bytes: &[u8]) -> Fingerprint {
+    pub(super) fn of(bytes: &[u8]) -> Fingerprint {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         bytes.hash(&mut h);

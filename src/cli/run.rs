@@ -17,7 +17,7 @@ use super::reload;
 use crate::telemetry;
 
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Config file (ignored in zero-config mode).
     #[arg(long, short = 'c', env = "WARDEN_CONFIG", default_value = "proxy.yaml")]
     config: PathBuf,
@@ -50,7 +50,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
     s.parse()
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = match (&args.listen, &args.upstream) {
         (Some(listen), Some(upstream)) => warden_config::zero_config(&ZeroConfig {
             listen: *listen,
@@ -210,14 +210,14 @@ pub(crate) async fn launch(config: &Config) -> anyhow::Result<Running> {
 impl Running {
     /// Readiness flips first so the orchestrator stops routing here while requests drain;
     /// then the listeners close.
-    pub fn begin_shutdown(&self) {
+    pub(super) fn begin_shutdown(&self) {
         self.readiness.set(Phase::Draining);
         self.shutdown.cancel();
     }
 
     /// Waits for in-flight requests (up to `drain_timeout`), then stops the admin listener
     /// and lets its own requests in flight finish.
-    pub async fn finish_shutdown(self, drain_timeout: std::time::Duration) {
+    pub(super) async fn finish_shutdown(self, drain_timeout: std::time::Duration) {
         let drained = self.proxy.drain(drain_timeout).await;
         self.stop_admin.cancel();
         let _ = self.admin_task.await;

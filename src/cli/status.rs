@@ -16,7 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use warden_health::{CircuitState, GrantType, HealthEvent, HealthReport, HealthRow, State};
 
 #[derive(Debug, clap::Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// The admin listener's base URL.
     #[arg(long, default_value = "http://127.0.0.1:9901")]
     pub admin: String,
@@ -38,7 +38,7 @@ const UNKNOWN: u8 = 2;
 /// Answers larger than this are not a health list (a few hundred bytes per connection).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
-pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let url = match health_url(&args.admin) {
         Ok(url) => url,
         Err(err) => return Ok(unknown(&err)),

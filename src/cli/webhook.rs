@@ -49,7 +49,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLIENT_IDLE: Duration = warden_admin::ADMIN_CLIENT_IDLE;
 
 #[derive(Debug, clap::Args)]
-pub struct WebhookArgs {
+pub(crate) struct WebhookArgs {
     /// PEM certificate chain for the webhook Service's DNS name.
     #[arg(long)]
     pub tls_cert: PathBuf,
@@ -71,7 +71,7 @@ pub struct WebhookArgs {
     pub sidecar: SidecarArgs,
 }
 
-pub fn webhook(args: WebhookArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn webhook(args: WebhookArgs) -> anyhow::Result<ExitCode> {
     args.sidecar.validate()?;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -7,12 +7,12 @@ use k8s_openapi::serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// The image `warden inject` uses by default: this release.
-pub fn default_image() -> String {
+pub(crate) fn default_image() -> String {
     format!("ghcr.io/warden-proxy/warden:{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// Every non-empty document of a YAML stream, as JSON values (aliases resolved).
-pub fn docs(yaml: &str) -> Vec<Value> {
+pub(crate) fn docs(yaml: &str) -> Vec<Value> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(yaml)
         .unwrap_or_else(|e| panic!("not a YAML stream ({e}):\n{yaml}"));
     docs.into_iter().filter(|d| !d.is_null()).collect()
@@ -21,7 +21,7 @@ pub fn docs(yaml: &str) -> Vec<Value> {
 /// `doc` as the k8s-openapi type of its kind, serialized back: equal to `doc` only when
 /// every field is one the API knows, spelled and typed as it expects. Panics otherwise,
 /// and for kinds this helper does not know.
-pub fn validate(doc: &Value) {
+pub(crate) fn validate(doc: &Value) {
     use k8s_openapi::api::{admissionregistration, apps, batch, core, policy};
     let kind = doc["kind"].as_str().unwrap_or_default();
     let back = match kind {
@@ -95,7 +95,7 @@ fn round_trip<T: DeserializeOwned + Serialize>(doc: &Value) -> Value {
 }
 
 /// The pod spec of a workload document, wherever its kind keeps it.
-pub fn pod_spec(doc: &Value) -> Option<&Value> {
+pub(crate) fn pod_spec(doc: &Value) -> Option<&Value> {
     let spec = match doc["kind"].as_str()? {
         "Pod" => &doc["spec"],
         "CronJob" => &doc["spec"]["jobTemplate"]["spec"]["template"]["spec"],
@@ -105,7 +105,7 @@ pub fn pod_spec(doc: &Value) -> Option<&Value> {
 }
 
 /// The init container named warden, if the pod spec has one.
-pub fn warden_init(doc: &Value) -> Option<&Value> {
+pub(crate) fn warden_init(doc: &Value) -> Option<&Value> {
     pod_spec(doc)?["initContainers"]
         .as_array()?
         .iter()
@@ -115,7 +115,7 @@ pub fn warden_init(doc: &Value) -> Option<&Value> {
 /// Asserts the sidecar's contract: a native sidecar running `run --config
 /// /etc/warden/proxy.yaml`, probed on the named admin port, non-root with a read-only
 /// root filesystem, its ConfigMap mounted at /etc/warden.
-pub fn assert_sidecar(doc: &Value, image: &str, config_map: &str) {
+pub(crate) fn assert_sidecar(doc: &Value, image: &str, config_map: &str) {
     let name = &doc["metadata"]["name"];
     let c = warden_init(doc).unwrap_or_else(|| panic!("{name}: no warden init container"));
     let spec = pod_spec(doc).expect("pod spec");

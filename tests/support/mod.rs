@@ -4,13 +4,13 @@
 //! its handle drops, so a failing assertion never leaves a process or a listener behind.
 #![allow(dead_code, unused_imports)]
 
-pub use warden_fixtures::client::{
+pub(crate) use warden_fixtures::client::{
     Answer, DEADLINE, HttpClient, eventually, get, h2_client, http_client, raw_exchange, send,
     token, token_at,
 };
-pub use warden_fixtures::config::one_route;
-pub use warden_fixtures::metrics::metric;
-pub use warden_fixtures::{idp, mcp, pki, upstream};
+pub(crate) use warden_fixtures::config::one_route;
+pub(crate) use warden_fixtures::metrics::metric;
+pub(crate) use warden_fixtures::{idp, mcp, pki, upstream};
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -20,29 +20,29 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-pub fn warden_bin() -> &'static str {
+pub(crate) fn warden_bin() -> &'static str {
     env!("CARGO_BIN_EXE_warden")
 }
 
 /// A running `warden run` process.
-pub struct Warden {
+pub(crate) struct Warden {
     child: Option<Child>,
-    pub dir: tempfile::TempDir,
-    pub admin: SocketAddr,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) admin: SocketAddr,
     /// (connection, role) → bound listener address.
-    pub routes: HashMap<(String, String), SocketAddr>,
+    pub(crate) routes: HashMap<(String, String), SocketAddr>,
     /// Log lines seen so far (JSON), for assertions on what was logged.
     logs: mpsc::Receiver<String>,
-    pub seen_logs: Vec<String>,
+    pub(crate) seen_logs: Vec<String>,
 }
 
 impl Warden {
     /// Starts warden with `yaml` as its config and waits until every listener is bound.
-    pub fn start(yaml: &str) -> Warden {
+    pub(crate) fn start(yaml: &str) -> Warden {
         Self::start_with_env(yaml, &[])
     }
 
-    pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Warden {
+    pub(crate) fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Warden {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("proxy.yaml");
         std::fs::write(&config, yaml).expect("write config");
@@ -62,7 +62,7 @@ impl Warden {
     }
 
     /// Starts warden with explicit arguments after `run` (zero-config mode).
-    pub fn start_args(args: &[&str], expected_routes: usize) -> Warden {
+    pub(crate) fn start_args(args: &[&str], expected_routes: usize) -> Warden {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut cmd = Command::new(warden_bin());
         cmd.args(["--log-format", "json", "run"])
@@ -131,18 +131,18 @@ impl Warden {
         warden
     }
 
-    pub fn route(&self, connection: &str, role: &str) -> SocketAddr {
+    pub(crate) fn route(&self, connection: &str, role: &str) -> SocketAddr {
         *self
             .routes
             .get(&(connection.to_owned(), role.to_owned()))
             .unwrap_or_else(|| panic!("no listener for {connection}/{role}: {:?}", self.routes))
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
 
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         // The shell's builtin `kill`: no dependency on a procps binary being installed.
         let status = Command::new("sh")
             .args(["-c", &format!("kill -{sig} {}", self.pid())])
@@ -152,7 +152,7 @@ impl Warden {
     }
 
     /// Waits for the process to exit on its own, within the deadline.
-    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
         let child = self.child.as_mut().expect("running");
         loop {
@@ -169,14 +169,14 @@ impl Warden {
     }
 
     /// Every log line so far, including those still buffered.
-    pub fn logs(&mut self) -> &[String] {
+    pub(crate) fn logs(&mut self) -> &[String] {
         while let Ok(line) = self.logs.try_recv() {
             self.seen_logs.push(line);
         }
         &self.seen_logs
     }
 
-    pub fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.dir.path().join("proxy.yaml")
     }
 }
@@ -200,7 +200,7 @@ fn count_routes(yaml: &str) -> usize {
 }
 
 /// Runs `warden` with `args` to completion and returns (exit code, stdout, stderr).
-pub fn run_warden(args: &[&str], cwd: &Path) -> (i32, String, String) {
+pub(crate) fn run_warden(args: &[&str], cwd: &Path) -> (i32, String, String) {
     let out = Command::new(warden_bin())
         .args(args)
         .current_dir(cwd)
@@ -215,7 +215,7 @@ pub fn run_warden(args: &[&str], cwd: &Path) -> (i32, String, String) {
 }
 
 /// The admin listener's Prometheus scrape.
-pub async fn scrape(admin: SocketAddr) -> String {
+pub(crate) async fn scrape(admin: SocketAddr) -> String {
     get(&http_client(), &format!("http://{admin}/metrics"))
         .await
         .text()

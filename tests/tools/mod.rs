@@ -17,37 +17,37 @@ use std::process::{Command, Output};
 
 /// One system tool: the names it goes by on `PATH`, the variable that may point at it, and
 /// the line that installs it on Debian (what `.ci/run` runs).
-pub struct Tool {
-    pub names: &'static [&'static str],
-    pub env: &'static str,
-    pub install: &'static str,
+pub(crate) struct Tool {
+    pub(crate) names: &'static [&'static str],
+    pub(crate) env: &'static str,
+    pub(crate) install: &'static str,
 }
 
-pub const CHROMIUM: Tool = Tool {
+pub(crate) const CHROMIUM: Tool = Tool {
     names: &["chromium", "chromium-browser"],
     env: "WARDEN_TEST_CHROMIUM",
     install: "apt-get update && apt-get install -y chromium chromium-driver",
 };
 
-pub const CHROMEDRIVER: Tool = Tool {
+pub(crate) const CHROMEDRIVER: Tool = Tool {
     names: &["chromedriver"],
     env: "WARDEN_TEST_CHROMEDRIVER",
     install: "apt-get update && apt-get install -y chromium chromium-driver",
 };
 
-pub const PROMTOOL: Tool = Tool {
+pub(crate) const PROMTOOL: Tool = Tool {
     names: &["promtool"],
     env: "WARDEN_TEST_PROMTOOL",
     install: "apt-get update && apt-get install -y prometheus",
 };
 
 /// The words a skipping test prints; the meta-tests look for them.
-pub const SKIP_BANNER: &str = "SKIPPED: system tool missing";
+pub(crate) const SKIP_BANNER: &str = "SKIPPED: system tool missing";
 
 impl Tool {
     /// The tool's path: the environment variable's value when set, else the first of its
     /// names found on `PATH`.
-    pub fn find(&self) -> Option<PathBuf> {
+    pub(crate) fn find(&self) -> Option<PathBuf> {
         if let Some(path) = std::env::var_os(self.env).filter(|p| !p.is_empty()) {
             let path = PathBuf::from(path);
             return path.is_file().then_some(path);
@@ -63,13 +63,13 @@ impl Tool {
 }
 
 /// Is this a CI run? Any non-empty `CI` but `false`/`0`, as CI services set it.
-pub fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
 /// Every tool's path, or `None` (after a loud banner on stderr) when one is missing outside
 /// CI. Under CI a missing tool fails the calling test with the same text.
-pub fn require(test: &str, tools: &[&Tool]) -> Option<Vec<PathBuf>> {
+pub(crate) fn require(test: &str, tools: &[&Tool]) -> Option<Vec<PathBuf>> {
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for tool in tools {
@@ -104,7 +104,7 @@ pub fn require(test: &str, tools: &[&Tool]) -> Option<Vec<PathBuf>> {
 }
 
 /// `PATH` without the directories that hold any of `tools`.
-pub fn path_without(tools: &[&Tool]) -> OsString {
+pub(crate) fn path_without(tools: &[&Tool]) -> OsString {
     let dirs = std::env::var_os("PATH").unwrap_or_default();
     let kept: Vec<PathBuf> = std::env::split_paths(&dirs)
         .filter(|dir| {
@@ -118,7 +118,7 @@ pub fn path_without(tools: &[&Tool]) -> OsString {
 
 /// Runs `tests` (exact names) of this very test binary as a machine without `tools` would:
 /// `PATH` stripped of them, their variables unset, and `CI` set to `ci` or unset.
-pub fn run_without(tools: &[&Tool], tests: &[&str], ci: Option<&str>) -> Output {
+pub(crate) fn run_without(tools: &[&Tool], tests: &[&str], ci: Option<&str>) -> Output {
     let exe = std::env::current_exe().expect("the test binary's path");
     let mut cmd = Command::new(exe);
     cmd.arg("--exact")
@@ -137,7 +137,7 @@ pub fn run_without(tools: &[&Tool], tests: &[&str], ci: Option<&str>) -> Output 
 
 /// Both branches for `tests`: without `CI` they pass and print the banner; with `CI=true`
 /// they fail and name the install line.
-pub fn assert_skip_and_ci_failure(tools: &[&Tool], tests: &[&str]) {
+pub(crate) fn assert_skip_and_ci_failure(tools: &[&Tool], tests: &[&str]) {
     let bare = run_without(tools, tests, None);
     let stderr = String::from_utf8_lossy(&bare.stderr);
     let stdout = String::from_utf8_lossy(&bare.stdout);

@@ -41,10 +41,13 @@ pub enum Phase {
 pub struct Readiness(AtomicU8);
 
 impl Readiness {
+    /// Called by the process lifecycle as it moves on; `/readyz` answers from the latest
+    /// phase on its next request.
     pub fn set(&self, phase: Phase) {
         self.0.store(phase as u8, Ordering::Release);
     }
 
+    /// The phase last set; [`Phase::Starting`] until the first `set`.
     pub fn phase(&self) -> Phase {
         match self.0.load(Ordering::Acquire) {
             1 => Phase::Ready,
@@ -73,8 +76,12 @@ pub trait ConnectionsApi: Send + Sync {
 
 /// What the admin endpoints read.
 pub struct AdminState {
+    /// Shared with the lifecycle that sets it; `/readyz` reads it.
     pub readiness: Arc<Readiness>,
+    /// The recorder's handle, rendered on every `GET /metrics`.
     pub metrics: PrometheusHandle,
+    /// The records behind `/api/v1/...`; `None` answers those paths with 404, so the
+    /// listener can serve probes and metrics without the proxy's health records.
     pub connections: Option<Arc<dyn ConnectionsApi>>,
     /// When set, mutating calls need `Authorization: Bearer <token>`.
     pub token: Option<String>,
@@ -89,6 +96,8 @@ pub const ADMIN_CLIENT_IDLE: Duration = Duration::from_secs(60);
 /// admin answers are computed in memory, so only a client that reads slowly takes this long.
 const ADMIN_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The admin listener, bound but not yet serving, so the caller learns the port (and bind
+/// errors) before it reports readiness.
 pub struct AdminServer {
     listener: TcpListener,
     state: Arc<AdminState>,
@@ -96,6 +105,7 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
+    /// Binds with warden's listen backlog; nothing is accepted until [`AdminServer::serve`].
     pub async fn bind(addr: SocketAddr, state: AdminState) -> std::io::Result<AdminServer> {
         let listener = warden_net::listen(addr)?;
         Ok(AdminServer {
@@ -112,6 +122,7 @@ impl AdminServer {
         self
     }
 
+    /// The bound address, with the real port when `bind` was given port 0.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }

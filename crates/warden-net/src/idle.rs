@@ -46,12 +46,16 @@ impl Drop for ActivityGuard {
 }
 
 impl Activity {
+    /// Marks a request as started; the connection is not idle until the guard is dropped,
+    /// which callers tie to the end of the response body so streams are never cut.
     pub fn begin(&self) -> ActivityGuard {
         self.0.in_progress.fetch_add(1, Ordering::AcqRel);
         self.0.changed.notify_waiters();
         ActivityGuard(Arc::clone(&self.0))
     }
 
+    /// Requests started and not yet finished, at the instant of the call (it may change
+    /// right after).
     pub fn in_progress(&self) -> usize {
         self.0.in_progress.load(Ordering::Acquire)
     }
@@ -112,6 +116,8 @@ pub struct Tracked<S> {
 }
 
 impl<S> Tracked<S> {
+    /// Wraps `inner`; every clone of `activity` (held by the connection's idle timer) sees
+    /// the requests it serves.
     pub fn new(inner: S, activity: Activity) -> Self {
         Tracked { inner, activity }
     }

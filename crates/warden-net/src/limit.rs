@@ -49,6 +49,8 @@ impl Drop for ConnectionPermit {
 }
 
 impl ConnectionLimit {
+    /// `limit` is clamped to at least one slot (and tokio's maximum), so a listener can
+    /// always make progress; `gauge` is reset to 0 and then follows the connections held.
     pub fn new(limit: usize, gauge: metrics::Gauge) -> Arc<Self> {
         let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
         gauge.set(0.0);

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// One per condition, held by whatever hits it (a connection limit, an accept loop): every
+/// occurrence goes through [`WarnEvery::due`], which lets one warning through per period.
 pub struct WarnEvery {
     period: Duration,
     last: Mutex<Option<Instant>>,
@@ -15,6 +17,8 @@ pub struct WarnEvery {
 }
 
 impl WarnEvery {
+    /// The first occurrence is always let through; `const` so a warner can also live in a
+    /// `static`.
     pub const fn new(period: Duration) -> Self {
         WarnEvery {
             period,

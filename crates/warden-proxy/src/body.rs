@@ -26,7 +26,7 @@ pin_project_lite::pin_project! {
 
 impl<B> Prefixed<B> {
     /// `prefix`, already read from `rest`, then the rest.
-    pub fn resume(prefix: Bytes, rest: B) -> Self {
+    pub(crate) fn resume(prefix: Bytes, rest: B) -> Self {
         Prefixed {
             prefix: Some(prefix),
             trailers: None,
@@ -35,7 +35,7 @@ impl<B> Prefixed<B> {
     }
 
     /// A body that is only its rest: nothing was read ahead.
-    pub fn streaming(rest: B) -> Self {
+    pub(crate) fn streaming(rest: B) -> Self {
         Prefixed {
             prefix: None,
             trailers: None,
@@ -43,18 +43,18 @@ impl<B> Prefixed<B> {
         }
     }
 
-    pub fn prefix(&self) -> &[u8] {
+    pub(crate) fn prefix(&self) -> &[u8] {
         self.prefix.as_deref().unwrap_or_default()
     }
 
     /// Whether the whole body is in the prefix (and the trailers).
-    pub fn is_complete(&self) -> bool {
+    pub(crate) fn is_complete(&self) -> bool {
         self.rest.is_none()
     }
 
     /// The whole body as bytes, when it was read completely and has no trailers: what can
     /// be replayed or shared.
-    pub fn complete_bytes(&self) -> Option<Bytes> {
+    pub(crate) fn complete_bytes(&self) -> Option<Bytes> {
         (self.rest.is_none() && self.trailers.is_none())
             .then(|| self.prefix.clone().unwrap_or_default())
     }
@@ -65,7 +65,7 @@ where
     B: Body<Data = Bytes> + Unpin,
 {
     /// Reads `body` until at least `limit` bytes or its end, whichever comes first.
-    pub async fn read(mut body: B, limit: usize) -> Result<Self, B::Error> {
+    pub(crate) async fn read(mut body: B, limit: usize) -> Result<Self, B::Error> {
         if body.is_end_stream() {
             // No body at all (a GET): nothing to wait for.
             return Ok(Prefixed {
@@ -165,15 +165,15 @@ pin_project_lite::pin_project! {
 }
 
 impl RequestBody {
-    pub fn client(body: Prefixed<Limited<ClientBody>>) -> Self {
+    pub(crate) fn client(body: Prefixed<Limited<ClientBody>>) -> Self {
         RequestBody::Client { body }
     }
 
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         RequestBody::bytes(Bytes::new())
     }
 
-    pub fn bytes(bytes: Bytes) -> Self {
+    pub(crate) fn bytes(bytes: Bytes) -> Self {
         RequestBody::Bytes {
             body: Full::new(bytes),
         }
@@ -291,22 +291,22 @@ impl ResponseBody {
         }
     }
 
-    pub fn local(bytes: impl Into<Bytes>) -> Self {
+    pub(crate) fn local(bytes: impl Into<Bytes>) -> Self {
         ResponseBody::new(Inner::Local {
             body: Full::new(bytes.into()),
         })
     }
 
-    pub fn upstream(body: Incoming) -> Self {
+    pub(crate) fn upstream(body: Incoming) -> Self {
         ResponseBody::new(Inner::Upstream { body })
     }
 
-    pub fn prefixed(body: Prefixed<Incoming>) -> Self {
+    pub(crate) fn prefixed(body: Prefixed<Incoming>) -> Self {
         ResponseBody::new(Inner::Prefixed { body })
     }
 
     /// `prefix` (already read from `rest`), then the rest of `rest`.
-    pub fn resumed(prefix: Bytes, rest: ResponseBody) -> Self {
+    pub(crate) fn resumed(prefix: Bytes, rest: ResponseBody) -> Self {
         let inner = rest.into_inner();
         ResponseBody::new(Inner::Resumed {
             body: Prefixed::resume(prefix, Box::new(inner)),
@@ -320,7 +320,7 @@ impl ResponseBody {
     }
 
     /// The whole body, when warden has already read all of it (a token answer).
-    pub fn complete_bytes(&self) -> Option<Bytes> {
+    pub(crate) fn complete_bytes(&self) -> Option<Bytes> {
         match &self.inner {
             Inner::Prefixed { body } => body.complete_bytes(),
             Inner::Local { body } if body.is_end_stream() => Some(Bytes::new()),

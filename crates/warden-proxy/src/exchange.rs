@@ -64,6 +64,8 @@ pub struct TokenAnswer {
 }
 
 impl TokenAnswer {
+    /// Never fails: a body that is not JSON, or whose fields have other types, yields the
+    /// default (no error, no token), which classification treats as an unusable answer.
     pub fn parse(body: &[u8]) -> TokenAnswer {
         #[derive(Deserialize)]
         struct Fields<'a> {

@@ -5,13 +5,13 @@ use http::header::{self, HeaderName, HeaderValue};
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Removes the headers that describe one hop, not the message (RFC 9110 §7.6.1): the fixed
 /// set and whatever `Connection` names. They must go before HTTP/2 (which rejects them)
 /// and must not leak framing choices of one side to the other.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -42,7 +42,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Appends the client's address to `x-forwarded-for`, keeping what earlier hops wrote.
-pub fn append_forwarded_for(headers: &mut HeaderMap, client: &HeaderValue) {
+pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, client: &HeaderValue) {
     match headers.get(&X_FORWARDED_FOR) {
         None => {
             headers.insert(X_FORWARDED_FOR.clone(), client.clone());
@@ -61,7 +61,7 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, client: &HeaderValue) {
 
 /// Size of a request head as it would be on the wire (`name: value\r\n` per field), the
 /// measure `limits.max_header_bytes` is stated in.
-pub fn head_bytes(headers: &HeaderMap) -> usize {
+pub(crate) fn head_bytes(headers: &HeaderMap) -> usize {
     headers
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)

@@ -30,6 +30,8 @@ struct Index {
 }
 
 impl HealthHub {
+    /// Every connection of `config` starts healthy; later configs go through reloads, which
+    /// keep the records of connections that stay.
     pub fn new(config: &Config) -> Arc<HealthHub> {
         let hub = Arc::new(HealthHub {
             index: RwLock::default(),
@@ -98,10 +100,12 @@ impl HealthHub {
         self.circuit_opened.subscribe()
     }
 
+    /// `None` for a name the current config does not have (the admin API answers 404).
     pub fn get(&self, name: &str) -> Option<Arc<HealthHandle>> {
         self.read().by_name.get(name).cloned()
     }
 
+    /// A copy of the index in config order, so callers iterate without holding its lock.
     pub fn connections(&self) -> Vec<Arc<HealthHandle>> {
         self.read().ordered.clone()
     }
@@ -115,6 +119,7 @@ impl HealthHub {
 /// One connection's record behind its own lock. Requests of different connections never
 /// contend; requests of one connection hold the lock for a few field updates.
 pub struct HealthHandle {
+    /// The connection's name, kept outside the lock so lookups and logs need not take it.
     pub name: String,
     record: Mutex<ConnectionHealth>,
     gauges: StateGauges,
@@ -143,18 +148,25 @@ impl HealthHandle {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Whether a request of `role` may go upstream now, or is answered locally
+    /// (needs_reauth, an open circuit); asked once per request, before the first attempt.
     pub fn gate(&self, role: Role, request: GateRequest) -> Gate {
         self.lock().gate(role, request, now())
     }
 
+    /// Feeds a classified token-endpoint answer to the record; gauges and the log follow
+    /// any state change.
     pub fn record_token(&self, outcome: TokenOutcome<'_>) {
         self.change(|r| r.record_token(outcome, SystemTime::now()));
     }
 
+    /// Feeds one attempt's outcome to `role`'s circuit; gauges and the log follow any state
+    /// change.
     pub fn record_upstream(&self, role: Role, outcome: UpstreamOutcome) {
         self.change(|r| r.record_upstream(role, outcome, SystemTime::now()));
     }
 
+    /// Feeds a prober result to `role`'s open circuit; a success closes it.
     pub fn record_probe(&self, role: Role, outcome: ProbeOutcome) {
         self.change(|r| r.record_probe(role, outcome, SystemTime::now()));
     }
@@ -168,6 +180,8 @@ impl HealthHandle {
         self.apply(changes, reason.as_ref());
     }
 
+    /// When the prober will next try `role`, shown in the health row so an operator knows
+    /// when the circuit may close.
     pub fn set_next_probe(&self, role: Role, at: Instant) {
         self.lock().set_next_probe(role, at);
     }
@@ -178,10 +192,13 @@ impl HealthHandle {
         self.change(|r| r.reconfigure(&roles, settings));
     }
 
+    /// Read by the prober to decide whether `role` still needs probing.
     pub fn is_circuit_open(&self, role: Role) -> bool {
         self.lock().is_circuit_open(role)
     }
 
+    /// The admin API's reset: clears needs_reauth and every circuit, records
+    /// `reset_admin`, and returns the row as it is afterwards.
     pub fn reset(&self) -> HealthRow {
         let mut record = self.lock();
         let changes = record.reset(SystemTime::now());
@@ -191,10 +208,12 @@ impl HealthHandle {
         row
     }
 
+    /// The row as of now, a copy taken under the lock.
     pub fn snapshot(&self) -> HealthRow {
         self.lock().snapshot()
     }
 
+    /// The row plus its recent events, newest first (`GET /api/v1/connections/{name}`).
     pub fn detail(&self) -> HealthDetail {
         self.lock().detail()
     }

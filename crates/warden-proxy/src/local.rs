@@ -6,11 +6,11 @@ use warden_config::{ErrorKind, Role, TlsDetail};
 
 use crate::body::ResponseBody;
 
-pub static X_WARDEN_ERROR: HeaderName = HeaderName::from_static("x-warden-error");
+pub(crate) static X_WARDEN_ERROR: HeaderName = HeaderName::from_static("x-warden-error");
 
 /// Why warden answered a request itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LocalError {
+pub(crate) enum LocalError {
     /// The upstream could not be reached or dropped the exchange (connect, DNS, TLS, reset).
     Unreachable(ErrorKind),
     /// The TLS handshake with the upstream failed, and why: `error_kind` `tls` with its
@@ -37,7 +37,7 @@ pub enum LocalError {
 }
 
 impl LocalError {
-    pub fn status(self) -> StatusCode {
+    pub(crate) fn status(self) -> StatusCode {
         match self {
             LocalError::Unreachable(_) | LocalError::Tls(_) => StatusCode::BAD_GATEWAY,
             LocalError::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -53,7 +53,7 @@ impl LocalError {
     }
 
     /// The `error` field and `x-warden-error` value: stable, documented codes.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             LocalError::Unreachable(ErrorKind::Reset) => "upstream_reset",
             LocalError::Unreachable(_) | LocalError::Tls(_) => "upstream_unreachable",
@@ -69,7 +69,7 @@ impl LocalError {
         }
     }
 
-    pub fn error_kind(self) -> Option<ErrorKind> {
+    pub(crate) fn error_kind(self) -> Option<ErrorKind> {
         match self {
             LocalError::Unreachable(kind) => Some(kind),
             LocalError::Tls(_) => Some(ErrorKind::Tls),
@@ -79,14 +79,14 @@ impl LocalError {
     }
 
     /// Why the TLS handshake failed, for a TLS failure.
-    pub fn tls_detail(self) -> Option<TlsDetail> {
+    pub(crate) fn tls_detail(self) -> Option<TlsDetail> {
         match self {
             LocalError::Tls(detail) => Some(detail),
             _ => None,
         }
     }
 
-    pub fn response(self, connection: &str, role: Role) -> Response<ResponseBody> {
+    pub(crate) fn response(self, connection: &str, role: Role) -> Response<ResponseBody> {
         let body = match (self.error_kind(), self.tls_detail()) {
             (Some(kind), Some(detail)) => format!(
                 r#"{{"error":"{}","connection":"{connection}","role":"{role}","error_kind":"{}","tls_detail":"{detail}"}}"#,

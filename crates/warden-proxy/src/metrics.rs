@@ -9,7 +9,7 @@ use crate::catalogue;
 
 /// `warden_requests_total` verdict labels: the classifier's five plus warden's own answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Verdict(Verdict),
     ShortCircuit,
 }
@@ -35,7 +35,7 @@ fn verdict_index(v: Verdict) -> usize {
 
 /// `warden_mcp_tool_calls_total` results: what a `tools/call` answer said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ToolResult {
+pub(crate) enum ToolResult {
     Ok,
     /// A result with `isError: true`: the tool failed.
     ToolError,
@@ -70,7 +70,7 @@ impl ToolResult {
 /// `warden_token_refresh_total` results, in label order.
 const REFRESH_RESULTS: [&str; 3] = ["success", "transient", "terminal"];
 
-pub struct RouteMetrics {
+pub(crate) struct RouteMetrics {
     connection: String,
     role: Role,
     requests: [Counter; Verdict::ALL.len() + 1],
@@ -90,7 +90,7 @@ pub struct RouteMetrics {
 const SHORT_CIRCUIT_REASONS: [&str; 2] = ["needs_reauth", "circuit_open"];
 
 impl RouteMetrics {
-    pub fn new(connection: &str, role: Role) -> Self {
+    pub(crate) fn new(connection: &str, role: Role) -> Self {
         let labels = |verdict: &'static str| {
             [
                 ("connection", connection.to_owned()),
@@ -170,13 +170,13 @@ impl RouteMetrics {
     }
 
     /// One `tools/call` answer.
-    pub fn tool_call(&self, result: ToolResult) {
+    pub(crate) fn tool_call(&self, result: ToolResult) {
         if let Some(handles) = &self.tool_calls {
             handles[result.index()].increment(1);
         }
     }
 
-    pub fn record(&self, outcome: Outcome, seconds: f64) {
+    pub(crate) fn record(&self, outcome: Outcome, seconds: f64) {
         self.requests[outcome.index()].increment(1);
         self.duration.record(seconds);
     }
@@ -184,7 +184,7 @@ impl RouteMetrics {
     /// A non-ok upstream answer, by verdict and code label. Labels come from closed sets
     /// (the classifier's labels), so the registry lookup here cannot grow without bound;
     /// it happens only on failures.
-    pub fn upstream_error(&self, verdict: Verdict, code: &'static str) {
+    pub(crate) fn upstream_error(&self, verdict: Verdict, code: &'static str) {
         counter!(
             catalogue::UPSTREAM_ERRORS.name,
             "connection" => self.connection.clone(),
@@ -197,19 +197,19 @@ impl RouteMetrics {
 
     /// A request answered by warden for the upstream; `reason` is one of
     /// `needs_reauth`, `circuit_open`.
-    pub fn short_circuit(&self, reason: &'static str, seconds: f64) {
+    pub(crate) fn short_circuit(&self, reason: &'static str, seconds: f64) {
         self.record(Outcome::ShortCircuit, seconds);
         if let Some(i) = SHORT_CIRCUIT_REASONS.iter().position(|r| *r == reason) {
             self.short_circuits[i].increment(1);
         }
     }
 
-    pub fn probe(&self, ok: bool) {
+    pub(crate) fn probe(&self, ok: bool) {
         self.probes[usize::from(!ok)].increment(1);
     }
 
     /// A `refresh_token` grant's outcome.
-    pub fn token_refresh(&self, verdict: Verdict) {
+    pub(crate) fn token_refresh(&self, verdict: Verdict) {
         let index = match verdict {
             Verdict::Ok => 0,
             Verdict::Terminal => 2,
@@ -221,7 +221,7 @@ impl RouteMetrics {
     }
 
     /// A JSON-RPC error object seen in an MCP response body.
-    pub fn jsonrpc_error(&self, label: &'static str) {
+    pub(crate) fn jsonrpc_error(&self, label: &'static str) {
         if let Some(handles) = &self.jsonrpc {
             let index = JSONRPC_CODE_LABELS
                 .iter()

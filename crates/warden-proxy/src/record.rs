@@ -22,7 +22,7 @@ use crate::request::{RequestInfo, ResponseHeaders};
 
 /// How much of one MCP JSON body or one SSE event is kept to look at; larger ones pass
 /// unread, so a hostile upstream cannot make warden hold its stream.
-pub const WATCH_LIMIT: usize = 64 * 1024;
+pub(crate) const WATCH_LIMIT: usize = 64 * 1024;
 
 /// One attempt's classification, not yet told to health. The retry loop settles the
 /// attempts it discards at once; the final attempt's is settled by [`Finish`] when the
@@ -41,13 +41,13 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// Tells health the head's verdict: the answer is done (or discarded).
-    pub fn settle(self) {
+    pub(crate) fn settle(self) {
         let verdict = self.decision.verdict;
         self.settle_as(verdict, false);
     }
 
     /// Tells health the body failed after the head: a transient `reset`.
-    pub fn settle_broken(self) {
+    pub(crate) fn settle_broken(self) {
         self.settle_as(Verdict::Transient, true);
     }
 
@@ -124,7 +124,7 @@ pub(crate) enum ToolCalls {
 
 impl ToolCalls {
     /// From the request body, when warden read all of it.
-    pub fn of_request(body: Option<&[u8]>) -> ToolCalls {
+    pub(crate) fn of_request(body: Option<&[u8]>) -> ToolCalls {
         match body {
             None => ToolCalls::Unknown,
             Some(body) => {
@@ -156,11 +156,11 @@ pub(crate) enum Watch {
 }
 
 impl Watch {
-    pub fn sse() -> Self {
+    pub(crate) fn sse() -> Self {
         Watch::Sse(JsonRpcSseWatcher::new(WATCH_LIMIT))
     }
 
-    pub fn json() -> Self {
+    pub(crate) fn json() -> Self {
         Watch::Json(Some(Vec::new()))
     }
 }
@@ -205,7 +205,7 @@ pub(crate) struct Finish {
 }
 
 impl Finish {
-    pub fn new(
+    pub(crate) fn new(
         ctx: Arc<Recorder>,
         info: Arc<RequestInfo>,
         start: Instant,
@@ -234,7 +234,12 @@ impl Finish {
     }
 
     /// Looks at an MCP answer's body for JSON-RPC errors and tool results.
-    pub fn watch(mut self, watch: Watch, head: &http::response::Parts, tools: ToolCalls) -> Self {
+    pub(crate) fn watch(
+        mut self,
+        watch: Watch,
+        head: &http::response::Parts,
+        tools: ToolCalls,
+    ) -> Self {
         if self.ctx.body_rules {
             self.response_headers = Some(head.headers.clone());
         }
@@ -244,7 +249,7 @@ impl Finish {
     }
 
     /// One data frame on its way to the client.
-    pub fn feed(&mut self, data: &[u8]) {
+    pub(crate) fn feed(&mut self, data: &[u8]) {
         self.bytes += data.len() as u64;
         let Some(mut watch) = self.watch.take() else {
             return;
@@ -269,7 +274,7 @@ impl Finish {
 
     /// The answer ended: finish looking, then count the request once with its final
     /// verdict and tell health.
-    pub fn end(mut self, end: End) {
+    pub(crate) fn end(mut self, end: End) {
         if let Some(watch) = self.watch.take() {
             match watch {
                 Watch::Sse(mut watcher) => {

@@ -27,7 +27,7 @@ pub(crate) struct RequestInfo {
 pub(crate) struct WatchedHeaders(pub Vec<(HeaderName, HeaderValue)>);
 
 impl WatchedHeaders {
-    pub fn capture(names: &[HeaderName], headers: &HeaderMap) -> Self {
+    pub(crate) fn capture(names: &[HeaderName], headers: &HeaderMap) -> Self {
         WatchedHeaders(
             names
                 .iter()

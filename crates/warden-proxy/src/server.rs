@@ -28,22 +28,35 @@ use crate::strict;
 use crate::tls::TlsError;
 use crate::upstream::{self, UpstreamClient};
 
+/// Why a config could not be served, at start or on reload; each message names the config
+/// key at fault so the operator knows what to edit. A failed reload leaves the running
+/// routes as they were.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    /// An upstream's TLS settings could not be built (files, roots, client auth).
     #[error("connections[{connection}].{role}: {source}")]
     Tls {
+        /// The connection whose route is at fault.
         connection: String,
+        /// Which of its routes.
         role: Role,
+        /// What went wrong in the TLS settings.
         #[source]
         source: TlsError,
     },
+    /// The policy rules did not compile.
     #[error("policy.rules: {0}")]
     Policy(#[from] warden_policy::PolicyError),
+    /// A route's listener could not be bound (address in use, no permission).
     #[error("connections[{connection}].{role}.listen: cannot listen on {addr}: {source}")]
     Bind {
+        /// The connection whose route is at fault.
         connection: String,
+        /// Which of its routes.
         role: Role,
+        /// The address from the config.
         addr: SocketAddr,
+        /// The OS's refusal.
         #[source]
         source: std::io::Error,
     },
@@ -52,8 +65,11 @@ pub enum ProxyError {
 /// A bound listener's address, as the OS assigned it (port 0 in the config gets a real one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoundRoute {
+    /// The connection the route belongs to.
     pub connection: String,
+    /// Which of the connection's routes.
     pub role: Role,
+    /// Where the listener accepts, with the real port.
     pub addr: SocketAddr,
 }
 

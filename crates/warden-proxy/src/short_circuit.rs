@@ -9,14 +9,18 @@ use warden_config::Role;
 
 use crate::body::ResponseBody;
 
-pub static X_WARDEN_SHORT_CIRCUIT: HeaderName = HeaderName::from_static("x-warden-short-circuit");
+pub(crate) static X_WARDEN_SHORT_CIRCUIT: HeaderName =
+    HeaderName::from_static("x-warden-short-circuit");
 
 const REAUTH_CHALLENGE: &str =
     r#"Bearer error="invalid_token", error_description="connection needs re-authorization""#;
 
 /// An mcp/api request while the connection needs re-authorization: 401, so the client
 /// takes its usual "token rejected" path (refresh, then a new login).
-pub fn needs_reauth(connection: &str, idp_error_code: Option<&str>) -> Response<ResponseBody> {
+pub(crate) fn needs_reauth(
+    connection: &str,
+    idp_error_code: Option<&str>,
+) -> Response<ResponseBody> {
     // Connection names are `[a-z0-9-]` and codes are sanitized to `[a-z0-9_.-]`: neither
     // needs JSON escaping.
     let code = match idp_error_code {
@@ -36,7 +40,7 @@ pub fn needs_reauth(connection: &str, idp_error_code: Option<&str>) -> Response<
 
 /// A refresh grant while the connection needs re-authorization: the IdP's own terminal
 /// answer again (RFC 6749 §5.2 shape), without asking the IdP to reject it once more.
-pub fn refresh_refused(stored_code: Option<&str>) -> Response<ResponseBody> {
+pub(crate) fn refresh_refused(stored_code: Option<&str>) -> Response<ResponseBody> {
     // A terminal verdict from a user rule may carry no code; `invalid_grant` is what a
     // client must treat as "log in again".
     let code = stored_code.unwrap_or("invalid_grant");
@@ -49,7 +53,11 @@ pub fn refresh_refused(stored_code: Option<&str>) -> Response<ResponseBody> {
 }
 
 /// A request to a route whose circuit is open: 503 with the time until the next probe.
-pub fn circuit_open(connection: &str, role: Role, retry_after: Duration) -> Response<ResponseBody> {
+pub(crate) fn circuit_open(
+    connection: &str,
+    role: Role,
+    retry_after: Duration,
+) -> Response<ResponseBody> {
     let body = format!(
         r#"{{"error":"upstream_unavailable","connection":"{connection}","role":"{role}"}}"#
     );

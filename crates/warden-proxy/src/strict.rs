@@ -9,7 +9,7 @@ use crate::local::LocalError;
 
 /// Fields a request head may carry (README › Bounds); more get warden's JSON 431, over
 /// HTTP/1 and HTTP/2 alike.
-pub const MAX_HEADER_FIELDS: usize = 200;
+pub(crate) const MAX_HEADER_FIELDS: usize = 200;
 
 /// Bytes per field the parser's cap is counted in: HPACK's per-field overhead (RFC 7541
 /// §4.1), the same measure the HTTP/2 header-list limit uses, so both protocols stop at the
@@ -20,12 +20,12 @@ const FIELD_OVERHEAD: usize = 32;
 /// below warden's limit), so it sits above [`MAX_HEADER_FIELDS`] and grows with
 /// `limits.max_header_bytes` as the HTTP/2 limit does; between the two, warden's JSON 431
 /// answers. It also sizes a per-parse scratch array, which is why it is not unbounded.
-pub fn parser_max_fields(max_header_bytes: usize) -> usize {
+pub(crate) fn parser_max_fields(max_header_bytes: usize) -> usize {
     (max_header_bytes / FIELD_OVERHEAD).max(MAX_HEADER_FIELDS + 1)
 }
 
 /// RFC 9112 §3.2 and §6.1, and the field-count limit.
-pub fn check<B>(req: &Request<B>) -> Result<(), LocalError> {
+pub(crate) fn check<B>(req: &Request<B>) -> Result<(), LocalError> {
     let headers = req.headers();
     if headers.len() > MAX_HEADER_FIELDS {
         return Err(LocalError::HeaderTooLarge);

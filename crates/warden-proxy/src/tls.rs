@@ -8,30 +8,49 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 use warden_config::Tls;
 
+/// Why an upstream's `tls` settings could not be turned into a rustls client; each message
+/// names the `tls.*` key at fault, so the operator knows which file or value to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A PEM file could not be read or parsed.
     #[error("tls.{key}: cannot read {}: {source}", path.display())]
     Read {
+        /// The config key that names the file (`ca_file`, `client_cert`, `client_key`).
         key: &'static str,
+        /// The file as the config gives it.
         path: PathBuf,
+        /// The read or PEM error.
         #[source]
         source: rustls::pki_types::pem::Error,
     },
+    /// A certificate file parsed but held no certificate, most likely the wrong file.
     #[error("tls.{key}: {} holds no PEM certificate", path.display())]
-    Empty { key: &'static str, path: PathBuf },
+    Empty {
+        /// The config key that names the file.
+        key: &'static str,
+        /// The file as the config gives it.
+        path: PathBuf,
+    },
+    /// A certificate of `ca_file` cannot serve as a trust anchor.
     #[error("tls.ca_file: {} holds a certificate rustls rejects as a root: {source}", path.display())]
     BadRoot {
+        /// The file as the config gives it.
         path: PathBuf,
+        /// rustls's reason.
         #[source]
         source: rustls::Error,
     },
+    /// The client certificate and key do not form a usable pair.
     #[error("tls.client_cert/client_key: {source}")]
     ClientAuth {
+        /// rustls's reason.
         #[source]
         source: rustls::Error,
     },
+    /// `server_name` is neither a DNS name nor an IP address; holds the value given.
     #[error("tls.server_name: `{0}` is not a valid DNS name or IP address")]
     ServerName(String),
+    /// rustls refused the protocol versions of its own provider: not a config mistake.
     #[error("TLS setup: {0}")]
     Protocol(#[source] rustls::Error),
 }
@@ -55,7 +74,7 @@ fn system_roots() -> &'static RootCertStore {
 /// Builds the rustls client settings of one route. Plain-http routes get an empty root
 /// store: the connector needs a config but never uses it for them, and skipping the system
 /// roots keeps their memory out of an http-only sidecar.
-pub fn client_config(tls: &Tls, https: bool) -> Result<ClientConfig, TlsError> {
+pub(crate) fn client_config(tls: &Tls, https: bool) -> Result<ClientConfig, TlsError> {
     let mut roots = if https {
         system_roots().clone()
     } else {

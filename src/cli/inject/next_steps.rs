@@ -13,7 +13,11 @@ use super::sidecar::SidecarArgs;
 use crate::cli::configmap;
 
 /// The lines for stderr, a block per workload in `injected` (`Kind name`, namespace).
-pub fn lines(src: &str, args: &SidecarArgs, injected: &[(String, Option<String>)]) -> Vec<String> {
+pub(super) fn lines(
+    src: &str,
+    args: &SidecarArgs,
+    injected: &[(String, Option<String>)],
+) -> Vec<String> {
     if injected.is_empty() {
         return Vec::new();
     }

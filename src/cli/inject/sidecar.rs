@@ -4,17 +4,17 @@
 use std::fmt::Write as _;
 
 /// The init container's name; its presence is what makes injection idempotent.
-pub const CONTAINER_NAME: &str = "warden";
+pub(crate) const CONTAINER_NAME: &str = "warden";
 /// The pod volume holding proxy.yaml. A volume of this name already in the pod spec is
 /// used as it is, so a projected volume (ConfigMap plus a Secret for `admin.token_file`)
 /// can replace the plain ConfigMap.
-pub const VOLUME_NAME: &str = "warden-config";
+pub(crate) const VOLUME_NAME: &str = "warden-config";
 /// Where the volume is mounted; the sidecar runs `warden run --config <this>/proxy.yaml`.
-pub const CONFIG_DIR: &str = "/etc/warden";
+pub(crate) const CONFIG_DIR: &str = "/etc/warden";
 /// The admin port's name: probes and the PodMonitor refer to it by name, not number.
-pub const ADMIN_PORT_NAME: &str = "warden-admin";
+pub(crate) const ADMIN_PORT_NAME: &str = "warden-admin";
 /// Label or annotation key that opts a workload in (`enabled`) or out (`disabled`).
-pub const INJECT_KEY: &str = "warden.io/inject";
+pub(crate) const INJECT_KEY: &str = "warden.io/inject";
 /// distroless' `nonroot` user, which the image runs as.
 const RUN_AS: i64 = 65532;
 
@@ -22,7 +22,7 @@ const DEFAULT_IMAGE: &str = concat!("ghcr.io/warden-proxy/warden:", env!("CARGO_
 
 /// What may vary between clusters; shared by `inject` and `webhook`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct SidecarArgs {
+pub(crate) struct SidecarArgs {
     /// Image of the injected sidecar. The webhook's manifest sets it through the variable,
     /// which kustomize fills in from the same `images:` entry as the webhook's own image.
     #[arg(long, env = "WARDEN_SIDECAR_IMAGE", default_value = DEFAULT_IMAGE)]
@@ -40,7 +40,7 @@ pub struct SidecarArgs {
 
 impl SidecarArgs {
     /// Refuses values that would produce a pod the API server rejects, before any output.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             !self.image.is_empty() && !self.image.contains(char::is_whitespace),
             "--image: {:?} is not an image reference",
@@ -68,7 +68,7 @@ fn is_dns_subdomain(name: &str) -> bool {
 /// A small ordered value: the sidecar's fields in the order a reader expects them
 /// (name, image, args first), whichever way it is rendered.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Val {
+pub(crate) enum Val {
     Str(String),
     Int(i64),
     Bool(bool),
@@ -99,7 +99,7 @@ fn probe(path: &str, period: i64, failures: i64) -> Val {
 /// it starts before the app containers, keeps running beside them, and is stopped only after
 /// they have exited, so the app never loses its proxy while it shuts down. No `preStop` hook
 /// is needed: on SIGTERM warden turns `/readyz` to 503 and drains in-flight requests itself.
-pub fn container(args: &SidecarArgs) -> Val {
+pub(crate) fn container(args: &SidecarArgs) -> Val {
     map(vec![
         ("name", s(CONTAINER_NAME)),
         ("image", s(&args.image)),
@@ -166,7 +166,7 @@ pub fn container(args: &SidecarArgs) -> Val {
 }
 
 /// The pod volume with proxy.yaml.
-pub fn volume(args: &SidecarArgs) -> Val {
+pub(crate) fn volume(args: &SidecarArgs) -> Val {
     map(vec![
         ("name", s(VOLUME_NAME)),
         ("configMap", map(vec![("name", s(&args.config_map))])),
@@ -174,7 +174,7 @@ pub fn volume(args: &SidecarArgs) -> Val {
 }
 
 impl Val {
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         match self {
             Val::Str(v) => serde_json::Value::String(v.clone()),
             Val::Int(v) => serde_json::Value::from(*v),
@@ -191,7 +191,7 @@ impl Val {
 
     /// JSON text with the keys in this value's order: valid YAML flow style, for inserting
     /// into a flow collection (`initContainers: [...]`).
-    pub fn to_flow(&self) -> String {
+    pub(crate) fn to_flow(&self) -> String {
         let mut out = String::new();
         self.write_flow(&mut out);
         out
@@ -233,7 +233,7 @@ impl Val {
     /// Block-style YAML for this value as one item of a block sequence whose dash is at
     /// column `indent`: `- name: warden` and the other keys two columns further in. Every
     /// line ends with `\n`.
-    pub fn to_block_item(&self, indent: usize) -> String {
+    pub(crate) fn to_block_item(&self, indent: usize) -> String {
         let mut out = String::new();
         write_item(self, indent, &mut out);
         out
@@ -308,7 +308,7 @@ fn scalar_text(v: &Val) -> String {
 
 /// A string as a YAML scalar: plain when no YAML 1.1 or 1.2 reader could take it for
 /// anything but that string, double-quoted (JSON escapes are valid YAML) otherwise.
-pub fn yaml_string(v: &str) -> String {
+pub(crate) fn yaml_string(v: &str) -> String {
     if plain_is_safe(v) {
         v.to_owned()
     } else {

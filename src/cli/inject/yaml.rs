@@ -13,7 +13,7 @@ use granit_parser::{Event, Parser, ScalarStyle, StructureStyle};
 const MAX_DEPTH: usize = 256;
 
 #[derive(Debug)]
-pub struct Node {
+pub(crate) struct Node {
     pub kind: Kind,
     /// Byte range in the source. Block collections start at their first entry; flow
     /// collections at their bracket.
@@ -23,7 +23,7 @@ pub struct Node {
 }
 
 #[derive(Debug)]
-pub enum Kind {
+pub(crate) enum Kind {
     Scalar {
         value: String,
         plain: bool,
@@ -40,14 +40,14 @@ pub enum Kind {
 }
 
 #[derive(Debug)]
-pub struct Document {
+pub(crate) struct Document {
     /// 1-based position in the stream; empty documents count.
     pub index: usize,
     pub root: Node,
 }
 
 #[derive(Debug)]
-pub struct ParseError {
+pub(crate) struct ParseError {
     pub document: usize,
     pub line: usize,
     pub column: usize,
@@ -67,7 +67,7 @@ impl std::fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 impl Node {
-    pub fn as_str(&self) -> Option<&str> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match &self.kind {
             Kind::Scalar { value, .. } => Some(value),
             _ => None,
@@ -75,7 +75,7 @@ impl Node {
     }
 
     /// A plain `null`, `~` or nothing at all: YAML's null.
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         matches!(&self.kind, Kind::Scalar { value, plain: true }
             if matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL"))
     }
@@ -83,7 +83,7 @@ impl Node {
     /// The value under `key` in a mapping; None for a missing key or a node that is not a
     /// mapping. A key given twice is an error: which one the API server would keep depends
     /// on its parser, so guessing could inject into the copy that gets dropped.
-    pub fn get(&self, key: &str) -> Result<Option<&Node>, String> {
+    pub(crate) fn get(&self, key: &str) -> Result<Option<&Node>, String> {
         let Kind::Map { entries, .. } = &self.kind else {
             return Ok(None);
         };
@@ -101,7 +101,7 @@ impl Node {
 }
 
 /// Parses every document of `src`.
-pub fn parse_stream(src: &str) -> Result<Vec<Document>, ParseError> {
+pub(crate) fn parse_stream(src: &str) -> Result<Vec<Document>, ParseError> {
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut started = 0usize;

@@ -14,7 +14,7 @@ use crate::cli::inject::sidecar::{self, CONTAINER_NAME, INJECT_KEY, SidecarArgs,
 /// every Pod of a namespace labelled so. (A path, not a query: the API server accepts
 /// only DNS-label path segments in a webhook's service path.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+pub(super) enum Scope {
     /// Inject Pods that opt in by label or annotation.
     Pod,
     /// The namespace opted in: inject every Pod that does not opt out.
@@ -23,7 +23,7 @@ pub enum Scope {
 
 /// What the webhook answers and a one-line summary for its log.
 #[derive(Debug)]
-pub enum Reply {
+pub(super) enum Reply {
     /// 200 with this AdmissionReview.
     Review { review: Value, summary: String },
     /// 400: the body was not JSON at all, so there is no review to answer.
@@ -31,7 +31,7 @@ pub enum Reply {
 }
 
 /// Answers one AdmissionReview request body.
-pub fn review(body: &[u8], args: &SidecarArgs, scope: Scope) -> Reply {
+pub(super) fn review(body: &[u8], args: &SidecarArgs, scope: Scope) -> Reply {
     let input: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(err) => return Reply::BadRequest(format!("the body is not JSON: {err}")),
@@ -158,7 +158,7 @@ fn opted_in(pod: &Value, scope: Scope) -> Option<bool> {
 /// The JSON Patch (RFC 6902) that adds the sidecar exactly as `warden inject` does: first
 /// among the init containers, the volume first among the volumes unless one of its name
 /// exists. None when a container named warden is already there.
-pub fn patch(pod: &Value, args: &SidecarArgs) -> Result<Option<Vec<Value>>, String> {
+pub(super) fn patch(pod: &Value, args: &SidecarArgs) -> Result<Option<Vec<Value>>, String> {
     let Some(spec) = pod.get("spec").and_then(Value::as_object) else {
         return Err("the Pod has no spec object".into());
     };

@@ -15,16 +15,16 @@ use warden_config::{ErrorKind, Route, TlsDetail};
 
 use crate::body::RequestBody;
 
-pub use pool::{SendError, Upstream};
+pub(crate) use pool::{SendError, Upstream};
 pub(crate) use send::Failure;
 
 use crate::tls::TlsError;
 
-pub type UpstreamClient = Arc<Upstream>;
+pub(crate) type UpstreamClient = Arc<Upstream>;
 
 /// What a probe learned: an HTTP status, or the network fault that prevented one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProbeResult {
+pub(crate) struct ProbeResult {
     pub status: Option<u16>,
     pub error_kind: Option<ErrorKind>,
     /// Why the TLS handshake failed, when `error_kind` is `tls`: the circuit stays open on
@@ -34,14 +34,14 @@ pub struct ProbeResult {
 
 impl ProbeResult {
     /// Any HTTP answer below 500 means the upstream is back.
-    pub fn is_ok(&self) -> bool {
+    pub(crate) fn is_ok(&self) -> bool {
         self.status.is_some_and(|s| s < 500)
     }
 }
 
 /// The connections of `route`, keeping at most `max_idle` idle HTTP/1.1 connections, with
 /// a sweeper that closes those idle past the timeout.
-pub fn client(route: &Route, max_idle: usize) -> Result<UpstreamClient, TlsError> {
+pub(crate) fn client(route: &Route, max_idle: usize) -> Result<UpstreamClient, TlsError> {
     let upstream = Upstream::new(route, max_idle)?;
     pool::sweep(&upstream);
     Ok(upstream)
@@ -50,7 +50,11 @@ pub fn client(route: &Route, max_idle: usize) -> Result<UpstreamClient, TlsError
 impl Upstream {
     /// A recovery probe: `GET path`, bounded by `timeout`; only the status matters and
     /// the body is dropped unread.
-    pub async fn probe(&self, path: PathAndQuery, timeout: std::time::Duration) -> ProbeResult {
+    pub(crate) async fn probe(
+        &self,
+        path: PathAndQuery,
+        timeout: std::time::Duration,
+    ) -> ProbeResult {
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(self.scheme());
         uri.authority = Some(self.authority().clone());
@@ -87,7 +91,7 @@ impl Upstream {
 
 /// Names the network fault behind a failed exchange: the stage it failed in, then its
 /// causes.
-pub fn error_kind(err: &SendError) -> ErrorKind {
+pub(crate) fn error_kind(err: &SendError) -> ErrorKind {
     match err {
         SendError::Dns(_) => return ErrorKind::Dns,
         SendError::ConnectTimeout => return ErrorKind::Timeout,
@@ -140,7 +144,7 @@ pub fn error_kind(err: &SendError) -> ErrorKind {
 /// `connect error`, and the cause (`invalid peer certificate: UnknownIssuer`,
 /// `Connection refused`) sits below it. A cause whose text the previous one already ends
 /// with is left out.
-pub fn causes(err: &(dyn StdError + 'static)) -> String {
+pub(crate) fn causes(err: &(dyn StdError + 'static)) -> String {
     let mut text = String::new();
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
@@ -161,7 +165,7 @@ pub fn causes(err: &(dyn StdError + 'static)) -> String {
 
 /// The network fault behind a failed exchange and, for a TLS failure, why: every TLS
 /// failure names a detail, `handshake` when rustls' error says nothing more specific.
-pub fn fault(err: &SendError) -> (ErrorKind, Option<TlsDetail>) {
+pub(crate) fn fault(err: &SendError) -> (ErrorKind, Option<TlsDetail>) {
     let kind = error_kind(err);
     let tls = (kind == ErrorKind::Tls).then(|| tls_detail(err).unwrap_or(TlsDetail::Handshake));
     (kind, tls)
@@ -170,7 +174,7 @@ pub fn fault(err: &SendError) -> (ErrorKind, Option<TlsDetail>) {
 /// Why the TLS handshake behind a failed exchange failed, when rustls' error is among its
 /// causes: the closed set of [`TlsDetail`], so events and answers can say "unknown CA"
 /// rather than a bare `tls`.
-pub fn tls_detail(err: &(dyn StdError + 'static)) -> Option<TlsDetail> {
+pub(crate) fn tls_detail(err: &(dyn StdError + 'static)) -> Option<TlsDetail> {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
@@ -187,7 +191,7 @@ pub fn tls_detail(err: &(dyn StdError + 'static)) -> Option<TlsDetail> {
 
 /// Maps rustls' verdict onto [`TlsDetail`]. Alerts the server sends about certificates can
 /// only be about warden's client certificate: the server checks no other.
-pub fn classify_tls(err: &rustls::Error) -> TlsDetail {
+pub(crate) fn classify_tls(err: &rustls::Error) -> TlsDetail {
     use rustls::{AlertDescription as Alert, CertificateError as Cert};
     match err {
         rustls::Error::InvalidCertificate(cert) => match cert {

@@ -35,7 +35,7 @@ pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(55);
 
 /// Why an exchange failed below HTTP, with the cause kept for classification.
 #[derive(Debug, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     #[error("dns error")]
     Dns(#[source] io::Error),
     #[error("connect error")]
@@ -53,13 +53,13 @@ pub enum SendError {
 
 impl SendError {
     /// The request never left warden: sending it again is safe.
-    pub fn nothing_sent(&self) -> bool {
+    pub(crate) fn nothing_sent(&self) -> bool {
         !matches!(self, SendError::Exchange(_))
     }
 }
 
 /// The connections of one route.
-pub struct Upstream {
+pub(crate) struct Upstream {
     host: String,
     port: u16,
     authority: Authority,
@@ -88,7 +88,7 @@ struct Pooled {
 
 impl Upstream {
     /// The connections of `route`, keeping at most `max_idle` HTTP/1.1 connections.
-    pub fn new(route: &Route, max_idle: usize) -> Result<Arc<Upstream>, TlsError> {
+    pub(crate) fn new(route: &Route, max_idle: usize) -> Result<Arc<Upstream>, TlsError> {
         let https = route.upstream.scheme == Scheme::Https;
         let tls = if https {
             let mut config: ClientConfig = tls::client_config(&route.tls, true)?;
@@ -117,7 +117,7 @@ impl Upstream {
     }
 
     /// `http` or `https`.
-    pub fn scheme(&self) -> http::uri::Scheme {
+    pub(crate) fn scheme(&self) -> http::uri::Scheme {
         if self.tls.is_some() {
             http::uri::Scheme::HTTPS
         } else {
@@ -126,7 +126,7 @@ impl Upstream {
     }
 
     /// `host[:port]` as the config wrote it.
-    pub fn authority(&self) -> &Authority {
+    pub(crate) fn authority(&self) -> &Authority {
         &self.authority
     }
 
@@ -352,7 +352,7 @@ where
 
 /// Closes idle connections past the timeout, every half timeout, for as long as the
 /// upstream exists: connections are freed even when no request comes to notice them.
-pub fn sweep(upstream: &Arc<Upstream>) {
+pub(super) fn sweep(upstream: &Arc<Upstream>) {
     let weak: Weak<Upstream> = Arc::downgrade(upstream);
     let every = upstream.idle_timeout / 2;
     tokio::spawn(async move {

@@ -10,14 +10,14 @@ use warden_config::Role;
 use warden_proxy::Proxy;
 
 /// A running proxy; shut down when dropped.
-pub struct Running {
-    pub proxy: Proxy,
+pub(crate) struct Running {
+    pub(crate) proxy: Proxy,
     stop: CancellationToken,
 }
 
 impl Running {
     /// The bound address of `connection`'s `role` listener.
-    pub async fn addr(&self, connection: &str, role: Role) -> SocketAddr {
+    pub(crate) async fn addr(&self, connection: &str, role: Role) -> SocketAddr {
         self.proxy
             .bound()
             .await
@@ -28,7 +28,7 @@ impl Running {
     }
 
     /// Whether `connection`'s circuit on `role` is open now.
-    pub fn circuit_open(&self, connection: &str, role: Role) -> bool {
+    pub(crate) fn circuit_open(&self, connection: &str, role: Role) -> bool {
         self.proxy
             .health()
             .get(connection)
@@ -46,7 +46,7 @@ impl Drop for Running {
 /// Parses `yaml` and starts the proxy. The one place a test calls `Proxy::start`, so a
 /// change of its shutdown handle is a change here. The metrics recorder is installed first:
 /// the proxy takes its metric handles as it builds the routes.
-pub async fn start(yaml: &str) -> Running {
+pub(crate) async fn start(yaml: &str) -> Running {
     warden_fixtures::metrics::recorder();
     let config = warden_config::parse(yaml, "test.yaml").expect("valid test config");
     let stop = CancellationToken::new();
@@ -57,12 +57,12 @@ pub async fn start(yaml: &str) -> Running {
 }
 
 /// This binary's metrics, as a scrape would show them.
-pub fn scrape() -> String {
+pub(crate) fn scrape() -> String {
     warden_fixtures::metrics::recorder().render()
 }
 
 /// `warden_retries_total` of `connection` for `outcome` (0 when never counted).
-pub fn retries(connection: &str, outcome: &str) -> f64 {
+pub(crate) fn retries(connection: &str, outcome: &str) -> f64 {
     warden_fixtures::metrics::metric(
         &scrape(),
         "warden_retries_total",
