@@ -1,4 +1,4 @@
-//! End to end: a scripted token endpoint and MCP server answer each case of SPEC §4 and
+//! End to end: a scripted token endpoint and MCP server answer each case of README › Classification and
 //! `/metrics` shows the classifier's verdict, while the client gets every byte unchanged.
 
 mod support;

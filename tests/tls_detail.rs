@@ -1,4 +1,4 @@
-//! A TLS failure says why (SPEC §5 `tls_detail`): an unknown CA, a name mismatch, an
+//! A TLS failure says why (README › Connection health `tls_detail`): an unknown CA, a name mismatch, an
 //! expired or not-yet-valid certificate and a refused client certificate each reach the
 //! 502 body and the connection's health event with their own name, against real rustls
 //! servers presenting rcgen certificates.
