@@ -21,6 +21,8 @@
 #                both this script and the proxies need that many descriptors)
 #   WRK_SECS     seconds per wrk burst (default 10)
 #   AFTER_SECS   seconds to wait after the burst before reading RSS (default 60)
+#   IDLE_SETTLE  seconds between the served connections' last answer and reading RSS
+#                (default 15: past jemalloc's 10 s decay of freed pages)
 #   WARDEN_BIN   default target/release/warden
 #   WARDEN_LABEL how to name the warden build in the table (default: git HEAD)
 #   WARDEN_LIMITS the config's limits line (default sets max_connections so that
@@ -41,6 +43,7 @@ BURST_COUNT="${BURST_COUNT:-5000}"
 IDLE_COUNT="${IDLE_COUNT:-10000}"
 WRK_SECS="${WRK_SECS:-10}"
 AFTER_SECS="${AFTER_SECS:-60}"
+IDLE_SETTLE="${IDLE_SETTLE:-15}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PROBE="$ROOT/benches/abuse_probe.py"
 WARDEN_BIN="${WARDEN_BIN:-$ROOT/target/release/warden}"
@@ -202,7 +205,9 @@ idle_probe() { # $1 port, $2 pid, $3 mode (silent|served) -> "rss_kib bytes_per_
         python3 "$PROBE" idle "127.0.0.1:$1" "$IDLE_COUNT" 120 "$ready" >"$WORK/idle.$1" &
         local p=$!
         for _ in $(seq 1200); do [[ -s "$ready" ]] && break; sleep 0.1; done
-        sleep 1
+        # After the allocator's decay time (jemalloc: 10 s), so memory freed once the
+        # requests were answered is not counted as held by the waiting connections.
+        sleep "$IDLE_SETTLE"
         after=$(rss_kib "$2"); n=$(fds "$2")
         rm -f "$ready"; wait "$p" || true
     fi

@@ -312,10 +312,10 @@ where
     }
     let parts = conn.into_parts();
     let (stream, unread) = parts.io.into_inner().into_parts();
-    let rest = if unread.is_empty() {
-        parts.read_buf
-    } else if parts.read_buf.is_empty() {
-        unread
+    // Copied out, never kept as they are: hyper's read-ahead is a view into its 8 KiB read
+    // buffer (even when empty), and keeping it would keep that buffer while the socket waits.
+    let rest = if parts.read_buf.is_empty() && unread.is_empty() {
+        Bytes::new()
     } else {
         let mut both = BytesMut::with_capacity(parts.read_buf.len() + unread.len());
         both.extend_from_slice(&parts.read_buf);
