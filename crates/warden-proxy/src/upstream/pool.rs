@@ -10,7 +10,9 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
@@ -343,11 +345,33 @@ where
     F: Future<Output = Result<(), E>> + Send + 'static,
     E: std::fmt::Display,
 {
-    tokio::spawn(async move {
-        if let Err(err) = conn.await {
+    tokio::spawn(Driven { conn });
+}
+
+pin_project_lite::pin_project! {
+    /// An upstream connection's task. Not an `async move { conn.await }` block: that keeps
+    /// the captured connection and the awaited one side by side, twice the size for every
+    /// upstream connection open.
+    struct Driven<F> {
+        #[pin]
+        conn: F,
+    }
+}
+
+impl<F, E> Future for Driven<F>
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let ended = std::task::ready!(self.project().conn.poll(cx));
+        if let Err(err) = ended {
             tracing::trace!(error = %err, "upstream connection ended");
         }
-    });
+        Poll::Ready(())
+    }
 }
 
 /// Closes idle connections past the timeout, every half timeout, for as long as the
