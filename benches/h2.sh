@@ -17,6 +17,9 @@
 #   TARGETS       part "clients": subset/order of "direct warden nginx
 #                 haproxy" (default all; haproxy skipped when not installed)
 #   CONNECTIONS   part "upstream": wrk connections (default 32)
+#   UPSTREAM_IDLE part "clients": idle upstream connections warden
+#                 (limits.max_idle_upstream_per_route) and nginx (keepalive)
+#                 keep (default 512; both default to 64 otherwise)
 #   H2LOAD_LOG=0  do not ask h2load for its per-request log (then no p50/p99,
 #                 only h2load's mean, sd and max); default 1
 #   plus SKIP_BUILD, UPSTREAM_BIN, WARDEN_BIN, WARDEN_ARGS, OUT_DIR,
@@ -33,7 +36,13 @@
 #       nginx    `listen ADDR http2;` (nginx 1.22's cleartext h2; from 1.25.1
 #                the spelling is `http2 on;`, the old one still works);
 #       haproxy  `bind ADDR proto h2`.
-#     The proxies talk HTTP/1.1 keep-alive to the same upstream.  Latency:
+#     warden runs from a proxy.yaml (one mcp route, defaults but for the
+#     idle-connection limit).  The proxies talk HTTP/1.1 keep-alive to the
+#     same upstream: C × S concurrent streams need C × S upstream
+#     connections, so warden and nginx keep UPSTREAM_IDLE idle ones (their
+#     default of 64 would make them close and reopen upstream connections
+#     all the time at 32 × 10, and the upstream's accept queue overflows:
+#     1 s SYN retransmits); haproxy has no such limit.  Latency:
 #     h2load prints min/max/mean/sd of the request time; p50/p99 come from
 #     its --log-file (one line per request: microseconds until the end of the
 #     response), which costs h2load some CPU on CPU 0 (H2LOAD_LOG=0 to skip).
@@ -97,7 +106,8 @@ LOADS="${LOADS:-1x10 32x10}"
 TARGETS="${TARGETS:-direct warden nginx haproxy}"
 CONNECTIONS="${CONNECTIONS:-32}"
 H2LOAD_LOG="${H2LOAD_LOG:-1}"
-check_uint DURATION ROUNDS WARMUP CONNECTIONS
+UPSTREAM_IDLE="${UPSTREAM_IDLE:-512}"
+check_uint DURATION ROUNDS WARMUP CONNECTIONS UPSTREAM_IDLE
 if ((DURATION < 1 || ROUNDS < 1 || CONNECTIONS < 1)); then
     echo "$BENCH: DURATION, ROUNDS and CONNECTIONS must be >= 1" >&2
     exit 2
@@ -277,14 +287,46 @@ build_upstream
 
 declare -a CLIENT_TARGETS=() UPSTREAM_TARGETS=()
 
+# warden_with_config NAME UPSTREAM_URL [CA_FILE]: warden from a proxy.yaml
+# with one mcp route, every other setting at its default but
+# limits.max_idle_upstream_per_route when WARDEN_IDLE is set.
+warden_with_config() {
+    local name="$1" url="$2" ca="${3:-}" port admin cfg="$WORK/$1.yaml"
+    free_port; port="$FREE_PORT"
+    free_port; admin="$FREE_PORT"
+    {
+        echo "version: 1"
+        if [[ -n "${WARDEN_IDLE:-}" ]]; then
+            echo "limits:"
+            echo "  max_idle_upstream_per_route: $WARDEN_IDLE"
+        fi
+        echo "admin:"
+        echo "  listen: 127.0.0.1:$admin"
+        echo "connections:"
+        echo "  - name: bench"
+        echo "    mcp:"
+        echo "      listen: 127.0.0.1:$port"
+        echo "      upstream: $url"
+        if [[ -n "$ca" ]]; then
+            echo "      tls:"
+            echo "        ca_file: $ca"
+        fi
+    } >"$cfg"
+    start_warden "$name" --config "$cfg" "$port"
+}
+
+
 if [[ " $PARTS " == *" clients "* ]]; then
     start_upstream up-h2c --h2c
     for t in $TARGETS; do
         case "$t" in
             direct) PORT[direct]="${PORT[up-h2c]}"; CLIENT_TARGETS+=(direct); continue ;;
-            warden) start_warden warden "http://127.0.0.1:${PORT[up-h2c]}" && CLIENT_TARGETS+=(warden) ;;
+            warden)
+                WARDEN_IDLE="$UPSTREAM_IDLE" warden_with_config warden "http://127.0.0.1:${PORT[up-h2c]}" &&
+                    CLIENT_TARGETS+=(warden)
+                ;;
             nginx)
-                start_nginx nginx "${PORT[up-h2c]}" http2 "" --http2-prior-knowledge && CLIENT_TARGETS+=(nginx) ;;
+                NGINX_KEEPALIVE="$UPSTREAM_IDLE" start_nginx nginx "${PORT[up-h2c]}" http2 "" --http2-prior-knowledge && CLIENT_TARGETS+=(nginx) ;;
             haproxy)
                 if ! find_tool haproxy >/dev/null; then
                     STATUS[haproxy]="skipped (not installed)"
@@ -308,29 +350,6 @@ if [[ " $PARTS " == *" clients "* ]]; then
         [[ "$proto" == 2 ]] || warn "$t answered h2c prior knowledge with HTTP version '${proto:-none}'"
     done
 fi
-
-# warden_with_config NAME UPSTREAM_URL [CA_FILE]: warden from a proxy.yaml
-# with one mcp route, every other setting at its default.
-warden_with_config() {
-    local name="$1" url="$2" ca="${3:-}" port admin cfg="$WORK/$1.yaml"
-    free_port; port="$FREE_PORT"
-    free_port; admin="$FREE_PORT"
-    {
-        echo "version: 1"
-        echo "admin:"
-        echo "  listen: 127.0.0.1:$admin"
-        echo "connections:"
-        echo "  - name: bench"
-        echo "    mcp:"
-        echo "      listen: 127.0.0.1:$port"
-        echo "      upstream: $url"
-        if [[ -n "$ca" ]]; then
-            echo "      tls:"
-            echo "        ca_file: $ca"
-        fi
-    } >"$cfg"
-    start_warden "$name" --config "$cfg" "$port"
-}
 
 make_certs() {
     local d="$WORK/certs"

@@ -220,7 +220,8 @@ start_warden() {
 
 # start_nginx NAME UPSTREAM_PORT LISTEN_PARAMS LOCATION_EXTRA [CURL_ARGS...]:
 # nginx with one worker on CPU 1, proxying to 127.0.0.1:UPSTREAM_PORT over
-# HTTP/1.1 keep-alive (as compare.sh configures it).  LISTEN_PARAMS go on the
+# HTTP/1.1 keep-alive (as compare.sh configures it; NGINX_KEEPALIVE idle
+# upstream connections kept, default 64).  LISTEN_PARAMS go on the
 # listen line (e.g. "http2"), LOCATION_EXTRA into the location block (e.g.
 # "proxy_buffering off;").  CURL_ARGS are for the health check.
 start_nginx() {
@@ -251,7 +252,7 @@ http {
     keepalive_timeout 60s;
     upstream bench_upstream {
         server 127.0.0.1:$up;
-        keepalive 64;
+        keepalive ${NGINX_KEEPALIVE:-64};
         keepalive_requests 1000000;
     }
     server {
