@@ -29,10 +29,11 @@
 #     worker; oha and the bench upstream on CPU 0 (taskset); warden in
 #     zero-config mode (role mcp), nginx and haproxy with compare.sh's configs.
 #   * Load: `oha --no-tui --output-format json -z DURATIONs -q RATE
-#     -c CONNECTIONS -w`: RATE requests per second spread over the
-#     connections, whatever the answers' latency (an open-loop load, unlike
-#     wrk's closed loop), and the requests still in flight at the deadline
-#     are waited for.
+#     -c CONNECTIONS -w`: oha starts RATE requests per second over the
+#     connections, one in flight on each (a rate-limited load, unlike wrk's
+#     as-fast-as-possible one); latency runs from a request's send (from
+#     when it was due with LATENCY_CORRECTION=1), and the requests still in
+#     flight at the deadline are waited for.
 #   * Rounds are interleaved: round 1 runs every rate, and at each rate every
 #     target (direct warden nginx haproxy) in turn; then round 2, ...
 #   * Per target and rate: medians over rounds of the achieved rate and of
@@ -198,10 +199,11 @@ fi
 
 # Keyed by "target/rate".
 declare -A RPS=() P50=() P99=() P999=() ADD50=() ADD99=() RESP=() NON200=() ERRS=() UT=() ST=()
+# Keyed by "target/rate/round".
+declare -A R50=() R99=()
 
 for ((round = 1; round <= ROUNDS; round++)); do
     for rate in $RATES; do
-        d50=""; d99=""
         for t in "${ACTIVE[@]}"; do
             [[ -n "${STATUS[$t]:-}" ]] && continue
             k="$t/$rate"
@@ -239,12 +241,22 @@ for ((round = 1; round <= ROUNDS; round++)); do
             NON200[$k]=$((${NON200[$k]:-0} + n200))
             ERRS[$k]=$((${ERRS[$k]:-0} + errs))
             ((n200 > 0 || errs > 0)) && warn "$t at $rate req/s round $round: $n200 non-200 answers, $errs errors"
-            if [[ "$t" == direct ]]; then
-                d50="$p50"; d99="$p99"
-            elif [[ -n "$d50" ]]; then
-                ADD50[$k]+="$(awk -v a="$p50" -v b="$d50" 'BEGIN { printf "%.1f", a - b }') "
-                ADD99[$k]+="$(awk -v a="$p99" -v b="$d99" 'BEGIN { printf "%.1f", a - b }') "
-            fi
+            R50[$k/$round]="$p50"
+            R99[$k/$round]="$p99"
+        done
+    done
+done
+
+# Added latency: the target's p50/p99 minus direct's in the same round and rate.
+for rate in $RATES; do
+    for t in "${ACTIVE[@]}"; do
+        [[ "$t" == direct ]] && continue
+        for ((round = 1; round <= ROUNDS; round++)); do
+            a="${R50[$t/$rate/$round]:-}"; d="${R50[direct/$rate/$round]:-}"
+            [[ -n "$a" && -n "$d" ]] || continue
+            ADD50[$t/$rate]+="$(awk -v a="$a" -v b="$d" 'BEGIN { printf "%.1f", a - b }') "
+            ADD99[$t/$rate]+="$(awk -v a="${R99[$t/$rate/$round]}" -v b="${R99[direct/$rate/$round]}" \
+                'BEGIN { printf "%.1f", a - b }') "
         done
     done
 done
