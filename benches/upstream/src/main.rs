@@ -88,7 +88,9 @@ fn hold_of(query: Option<&str>) -> Duration {
         .flat_map(|q| q.split('&'))
         .find_map(|kv| kv.strip_prefix("hold_ms="))
         .and_then(|v| v.parse::<u64>().ok())
-        .map_or(DEFAULT_HOLD, |ms| Duration::from_millis(ms.min(MAX_HOLD_MS)))
+        .map_or(DEFAULT_HOLD, |ms| {
+            Duration::from_millis(ms.min(MAX_HOLD_MS))
+        })
 }
 
 async fn handle(req: Request<Incoming>) -> Result<Response<RespBody>, Infallible> {
@@ -124,7 +126,8 @@ fn tls_acceptor(cert: &PathBuf, key: &PathBuf, alpn: &str) -> std::io::Result<Tl
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| bad(format!("{}: {e}", cert.display())))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(format!("{}: {e}", key.display())))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| bad(format!("{}: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -141,10 +144,13 @@ fn tls_acceptor(cert: &PathBuf, key: &PathBuf, alpn: &str) -> std::io::Result<Tl
 }
 
 fn parse_args() -> std::io::Result<(u16, Mode)> {
-    let usage = || bad("usage: warden-bench-upstream PORT [--h2c] [--tls CERT KEY [--alpn LIST]]".into());
+    let usage =
+        || bad("usage: warden-bench-upstream PORT [--h2c] [--tls CERT KEY [--alpn LIST]]".into());
     let mut args = std::env::args().skip(1);
     let port = args.next().ok_or_else(usage)?;
-    let port: u16 = port.parse().map_err(|e| bad(format!("bad port {port:?}: {e}")))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|e| bad(format!("bad port {port:?}: {e}")))?;
     let mut mode = Mode::Http1;
     let mut tls: Option<(PathBuf, PathBuf)> = None;
     let mut alpn = "h2,http/1.1".to_string();
