@@ -19,5 +19,5 @@ pub use drain::drain;
 pub use idle::{Activity, ActivityGuard, Tracked, TrackedBody, serve};
 pub use limit::{ConnectionLimit, ConnectionPermit, Slot};
 pub use listen::{backlog, first_byte, listen};
-pub use park::{Builders, ClientBody, serve_parked};
+pub use park::{Builders, ClientBody, PARK_AFTER, serve_parked};
 pub use warn::WarnEvery;

@@ -547,9 +547,9 @@ async fn accept(listener: TcpListener, accepting: Accepting) {
 /// Serves one client connection until it closes, goes idle for `idle`, or shutdown ends it.
 ///
 /// Nothing of hyper's is built until a request's first byte arrives, and an HTTP/1
-/// connection goes back to a bare socket between requests (`warden_net::serve_parked`): a
-/// connection that waits, before its first request or between two, costs its socket and a
-/// small task, not a connection's buffers.
+/// connection quiet for `warden_net::PARK_AFTER` goes back to a bare socket
+/// (`warden_net::serve_parked`): a connection that waits, before its first request or between
+/// two, costs its socket and a small task, not a connection's buffers.
 fn serve_client(
     stream: TcpStream,
     peer: SocketAddr,
