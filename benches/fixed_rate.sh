@@ -59,18 +59,7 @@ BENCH=fixed_rate.sh
 # shellcheck source=benches/lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
-usage() {
-    sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'
-}
-
-QUICK=0
-for arg in "$@"; do
-    case "$arg" in
-        --quick) QUICK=1 ;;
-        -h | --help) usage; exit 0 ;;
-        *) echo "$BENCH: unknown argument: $arg" >&2; exit 2 ;;
-    esac
-done
+parse_args "$@"
 
 RATES="${RATES:-5000 20000}"
 DURATION="${DURATION:-10}"

@@ -410,3 +410,17 @@ proxy_versions() {
     fi
     printf '%s' "$(warden_rev)${nv:+, $nv}${hv:+, $hv}"
 }
+
+# The arguments every script takes: --quick (sets QUICK=1), -h/--help (prints the script's
+# header comment); anything else exits 2 naming the script ($BENCH).
+parse_args() {
+    QUICK=0
+    local arg
+    for arg in "$@"; do
+        case "$arg" in
+            --quick) QUICK=1 ;;
+            -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+            *) echo "$BENCH: unknown argument: $arg" >&2; exit 2 ;;
+        esac
+    done
+}
