@@ -13,10 +13,14 @@
 #   ROUNDS        measured rounds per target (default 5)
 #   WARMUP        seconds of one un-measured wrk run per target before round 1
 #                 (default 2; 0 disables)
-#   TARGETS       subset/order of "direct warden nginx haproxy" (default all)
+#   TARGETS       subset/order of "direct warden nginx haproxy warden_b"
+#                 (default: the first four)
 #   SKIP_BUILD=1  do not run cargo; use the existing release binaries
 #   WARDEN_BIN    warden binary (default target/release/warden)
 #   WARDEN_ARGS   extra arguments for `warden run` (e.g. "--role api")
+#   WARDEN_B_BIN  a second warden binary, the target `warden_b`, run like the
+#                 first and interleaved with it: an A/B of two builds in one run
+#                 (e.g. the bench-only `--features bench-bare` build)
 #   WARDEN_LABEL  how to name warden's build in the report (default: the git
 #                 revision, or `--version` and path for a custom WARDEN_BIN)
 #   OUT_DIR       if set, keep raw wrk outputs, proxy logs and the table there
@@ -111,7 +115,7 @@ if ((CONNECTIONS < 1 || DURATION < 1 || ROUNDS < 1)); then
 fi
 for t in $TARGETS; do
     case "$t" in
-        direct | warden | nginx | haproxy) ;;
+        direct | warden | nginx | haproxy | warden_b) ;;
         *) echo "compare.sh: unknown target in TARGETS: $t" >&2; exit 2 ;;
     esac
 done
@@ -121,6 +125,11 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 UPSTREAM_DIR="$SCRIPT_DIR/upstream"
 UPSTREAM_BIN="$UPSTREAM_DIR/target/release/warden-bench-upstream"
 WARDEN_BIN="${WARDEN_BIN:-$REPO_ROOT/target/release/warden}"
+WARDEN_B_BIN="${WARDEN_B_BIN:-}"
+if [[ " $TARGETS " == *" warden_b "* && -z "$WARDEN_B_BIN" ]]; then
+    echo "compare.sh: the target warden_b needs WARDEN_B_BIN" >&2
+    exit 2
+fi
 
 PROXY_CPU=1
 LOAD_CPU=0
@@ -291,27 +300,28 @@ start_upstream() {
 
 declare -A PORT=() PID=() STATUS=()
 
+# start_warden [NAME BIN]: NAME is the target (warden or warden_b), BIN its binary.
 start_warden() {
-    local port admin
-    if [[ "$WARDEN_BUILD_FAILED" == 1 || ! -x "$WARDEN_BIN" ]]; then
-        STATUS[warden]="unavailable (no binary)"
+    local name="${1:-warden}" bin="${2:-$WARDEN_BIN}" port admin
+    if [[ "$name" == warden && "$WARDEN_BUILD_FAILED" == 1 ]] || [[ ! -x "$bin" ]]; then
+        STATUS[$name]="unavailable (no binary)"
         return 1
     fi
     free_port; port="$FREE_PORT"
     free_port; admin="$FREE_PORT"
     local -a extra=()
     read -r -a extra <<<"${WARDEN_ARGS:-}"
-    RUST_LOG=warn taskset -c "$PROXY_CPU" "$WARDEN_BIN" run \
+    RUST_LOG=warn taskset -c "$PROXY_CPU" "$bin" run \
         --listen "127.0.0.1:$port" \
         --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
         --admin "127.0.0.1:$admin" \
-        --log-format json "${extra[@]}" >"$WORK/warden.log" 2>&1 &
+        --log-format json "${extra[@]}" >"$WORK/$name.log" 2>&1 &
     STARTED_PIDS+=("$!")
-    PID[warden]=$!
-    PORT[warden]="$port"
-    if ! wait_http warden "${PID[warden]}" "$port"; then
-        STATUS[warden]="unavailable (did not start)"
-        tail -n 20 "$WORK/warden.log" >&2 || true
+    PID[$name]=$!
+    PORT[$name]="$port"
+    if ! wait_http "$name" "${PID[$name]}" "$port"; then
+        STATUS[$name]="unavailable (did not start)"
+        tail -n 20 "$WORK/$name.log" >&2 || true
         return 1
     fi
 }
@@ -411,6 +421,7 @@ EOF
 start_proxy() {
     case "$1" in
         warden) start_warden ;;
+        warden_b) start_warden warden_b "$WARDEN_B_BIN" ;;
         nginx) start_nginx ;;
         haproxy) start_haproxy ;;
     esac
@@ -613,7 +624,7 @@ declare -a ACTIVE=()
 for t in $TARGETS; do
     case "$t" in
         direct) PORT[direct]="$UPSTREAM_PORT"; ACTIVE+=(direct) ;;
-        warden | nginx | haproxy)
+        warden | nginx | haproxy | warden_b)
             if start_proxy "$t"; then
                 ACTIVE+=("$t")
                 log "$t on 127.0.0.1:${PORT[$t]} (pid ${PID[$t]}, CPU $PROXY_CPU)"
@@ -760,6 +771,12 @@ REPORT="$WORK/report.md"
             else printf "warden CPU/req vs nginx: %.2f× (%.2f µs vs %.2f µs)\n", w / n, w, n }'
     else
         echo "warden CPU/req vs nginx: n/a (warden or nginx has no data)"
+    fi
+    if [[ -n "${CPU_PER_REQ[warden]:-}" && -n "${CPU_PER_REQ[warden_b]:-}" ]]; then
+        echo "warden_b: $WARDEN_B_BIN"
+        awk -v w="${CPU_PER_REQ[warden]}" -v b="${CPU_PER_REQ[warden_b]}" 'BEGIN {
+            if (w == "nan" || b == "nan" || b == 0) print "warden CPU/req vs warden_b: n/a"
+            else printf "warden CPU/req vs warden_b: %.3f× (%.2f µs vs %.2f µs)\n", w / b, w, b }'
     fi
 } >"$REPORT"
 

@@ -37,7 +37,7 @@ pub(crate) enum AttemptBody {
 }
 
 impl Attempt {
-    fn into_request(self) -> Request<RequestBody> {
+    pub(crate) fn into_request(self) -> Request<RequestBody> {
         let body = match self.body {
             AttemptBody::Buffered(bytes) => RequestBody::bytes(bytes),
             AttemptBody::Streaming(body) => body,

@@ -341,12 +341,11 @@ where
     // backoff included.
     let mut held: Option<RetrySlot> = None;
     loop {
-        // A buffered body goes out as a copy; the original stays for a retry.
-        let (this, kept) = match retries_on.then(|| next.try_clone()).flatten() {
-            Some(copy) => (copy, Some(next)),
-            None => (next, None),
-        };
-        let mut result = send(this, number).await;
+        // A buffered body's request is copied, and the copy kept for a retry: the original
+        // goes out, with the spare capacity hyper gave its header map (the copy has none,
+        // and the upstream's `Host` field would make it grow).
+        let kept = if retries_on { next.try_clone() } else { None };
+        let mut result = send(next, number).await;
         held.take();
         let mut facts = facts_of(&result, route, request, kept.is_some());
         let decision = loop {

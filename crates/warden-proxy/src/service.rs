@@ -34,12 +34,14 @@ use crate::retry::{self, RetryRequest, RetryRoute};
 use crate::route::{Route, RouteSettings, RouteState};
 use crate::short_circuit;
 
-/// Runs one request through the route's stages.
+/// Runs one request through the route's stages. Returns a `Result` (that is never an error)
+/// so that it is the service's future itself, boxed once: a wrapping `async` block would
+/// hold this future and be moved whole into the box, a copy of several KB per request.
 async fn handle(
     route: Arc<Route>,
     req: Request<ClientBody>,
-    client_addr: &HeaderValue,
-) -> Response<ResponseBody> {
+    client_addr: HeaderValue,
+) -> Result<Response<ResponseBody>, Infallible> {
     let start = Instant::now();
     let (state, settings) = (&*route.state, &route.settings);
     let admission = Admission {
@@ -59,7 +61,7 @@ async fn handle(
             &resp,
             start,
         );
-        return resp;
+        return Ok(resp);
     }
     let (mut parts, body) = req.into_parts();
     let (request_id, trace_id) = if settings.access_log {
@@ -97,7 +99,7 @@ async fn handle(
                 &resp,
                 start,
             );
-            return resp;
+            return Ok(resp);
         }
     };
     let grant_type = if token_request {
@@ -123,7 +125,7 @@ async fn handle(
                 &resp,
                 start,
             );
-            return resp;
+            return Ok(resp);
         }
     }
     let refresh_grant = gate_request == GateRequest::RefreshGrant;
@@ -143,7 +145,7 @@ async fn handle(
         }
         _ => AttemptBody::Streaming(RequestBody::client(body)),
     };
-    let attempt = forwarded(settings, parts, path.clone(), client_addr, body);
+    let attempt = forwarded(settings, parts, path.clone(), &client_addr, body);
     let info = Arc::new(RequestInfo {
         method: attempt.method.clone(),
         path,
@@ -207,10 +209,11 @@ async fn handle(
     if from_upstream && let Some(watch) = watch_for(state.role, &parts.headers) {
         finish = finish.watch(watch, &parts, tools);
     }
-    Response::from_parts(parts, body.finish_with(finish))
+    Ok(Response::from_parts(parts, body.finish_with(finish)))
 }
 
 /// The retry loop around the attempt stage, each given its narrow view of the route.
+#[cfg(not(feature = "bench-bare"))]
 async fn send(
     route: &Route,
     attempt: Attempt,
@@ -241,15 +244,46 @@ async fn send(
     retry::send_with_retries(&retries, request, attempt, |one, number| {
         // Boxed: an attempt's future holds the upstream exchange's, several KB; inline,
         // every request's future would carry it and be moved (copied) whole into its box.
-        Box::pin(attempt::attempt(
-            attempts,
-            one,
-            number,
-            info,
-            request.deadline,
-        ))
+        boxed(|| attempt::attempt(attempts, one, number, info, request.deadline))
     })
     .await
+}
+
+/// Bench-only (`--features bench-bare`): the attempt sent once, neither classified nor told
+/// to health, so an A/B against the real path shows what retries and classification cost.
+/// Metrics and the access log are kept.
+#[cfg(feature = "bench-bare")]
+async fn send(
+    route: &Route,
+    attempt: Attempt,
+    info: &RequestInfo,
+    request: RetryRequest,
+) -> AttemptResult {
+    let upstream = route.state.upstream();
+    let sent_at = Instant::now();
+    let outcome = upstream
+        .send(attempt.into_request(), info.token_request, request.deadline)
+        .await
+        .map_err(crate::upstream::Failure::into_local);
+    AttemptResult {
+        status: outcome
+            .as_ref()
+            .ok()
+            .map(|(resp, _)| resp.status().as_u16()),
+        outcome,
+        decision: None,
+        nothing_sent: false,
+        pending: None,
+        number: 1,
+        upstream_seconds: sent_at.elapsed().as_secs_f64(),
+    }
+}
+
+/// Boxes the future `make` builds. The box is allocated first, so the future (several KB)
+/// can be built in it, where `Box::pin(future)` builds it on the stack and copies it in.
+#[inline(always)]
+fn boxed<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
 /// The request as the upstream gets it: its URI, `Host`/`:authority` set from it, hop-by-
@@ -406,6 +440,6 @@ impl hyper::service::Service<Request<ClientBody>> for RouteService {
     fn call(&self, req: Request<ClientBody>) -> Self::Future {
         let route = self.route.load_full();
         let client_addr = self.client_addr.clone();
-        Box::pin(async move { Ok(handle(route, req, &client_addr).await) })
+        boxed(|| handle(route, req, client_addr))
     }
 }

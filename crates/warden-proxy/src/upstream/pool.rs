@@ -65,6 +65,8 @@ pub(crate) struct Upstream {
     host: String,
     port: u16,
     authority: Authority,
+    /// HTTP/1.1's `Host` field, from `authority`: validated once, not per request.
+    host_field: Option<HeaderValue>,
     /// `https` routes: rustls with ALPN h2 and http/1.1.
     tls: Option<(TlsConnector, ServerName<'static>)>,
     connect_timeout: Duration,
@@ -110,6 +112,7 @@ impl Upstream {
             host: route.upstream.host.clone(),
             port: route.upstream.port,
             authority: route.upstream.authority.clone(),
+            host_field: HeaderValue::from_str(route.upstream.authority.as_str()).ok(),
             tls,
             connect_timeout: route.timeouts.connect,
             max_idle,
@@ -205,8 +208,8 @@ impl Upstream {
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(path);
         *req.version_mut() = Version::HTTP_11;
-        if let Ok(host) = HeaderValue::from_str(self.authority.as_str()) {
-            req.headers_mut().insert(header::HOST, host);
+        if let Some(host) = &self.host_field {
+            req.headers_mut().insert(header::HOST, host.clone());
         }
         req
     }
