@@ -16,6 +16,10 @@
 #
 # Environment:
 #   REQS (default 3000), CONNS (8), WARM (400), REPEAT (1: runs per binary)
+#   LOAD          http1 (default: benches/fixed_load.py, keep-alive HTTP/1.1)
+#                 or h2 (h2load, HTTP/2 prior knowledge, CONNS connections
+#                 with STREAMS concurrent streams each; Debian nghttp2-client)
+#   STREAMS       concurrent streams per connection with LOAD=h2 (default 10)
 #   OUT_DIR  where callgrind files and annotations go (default: mktemp -d,
 #            kept and printed)
 #   UPSTREAM_BIN  default benches/upstream/target/release/warden-bench-upstream
@@ -33,6 +37,8 @@ REQS="${REQS:-3000}"
 CONNS="${CONNS:-8}"
 WARM="${WARM:-400}"
 REPEAT="${REPEAT:-1}"
+LOAD="${LOAD:-http1}"
+STREAMS="${STREAMS:-10}"
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 UPSTREAM_BIN="${UPSTREAM_BIN:-$SCRIPT_DIR/upstream/target/release/warden-bench-upstream}"
 OUT_DIR="${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/warden-callgrind.XXXXXX")}"
@@ -58,6 +64,25 @@ cleanup() {
     done
 }
 trap cleanup EXIT
+
+case "$LOAD" in
+    http1) ;;
+    h2) command -v h2load >/dev/null || die "LOAD=h2 needs h2load (apt-get install nghttp2-client)" ;;
+    *) die "LOAD must be http1 or h2 (got '$LOAD')" ;;
+esac
+
+# load PORT COUNT: sends COUNT requests; prints "ok N" with the requests answered 2xx.
+load() {
+    if [[ "$LOAD" == http1 ]]; then
+        timeout 1800 python3 "$SCRIPT_DIR/fixed_load.py" "127.0.0.1:$1" "$2" "$CONNS" 30
+        return
+    fi
+    local out ok
+    out="$(timeout 1800 h2load -n "$2" -c "$CONNS" -m "$STREAMS" "http://127.0.0.1:$1/")" || return 1
+    ok="$(awk '/^status codes:/ { gsub(",", "", $3); print $3 }' <<<"$out")"
+    [[ "$ok" =~ ^[0-9]+$ && "$ok" -gt 0 ]] || { echo "$out" >&2; return 1; }
+    echo "ok $ok"
+}
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -98,10 +123,10 @@ for spec in "$@"; do
         PIDS+=("$!")
         wpid=$!
         wait_200 "$port" "$wpid" 120 || die "$label did not start under valgrind (see $OUT_DIR/$label.$k.log)"
-        timeout 600 python3 "$SCRIPT_DIR/fixed_load.py" "127.0.0.1:$port" "$WARM" "$CONNS" 30 >&2 ||
+        load "$port" "$WARM" >&2 ||
             die "$label warm-up failed"
         timeout 60 callgrind_control -z "$wpid" >/dev/null || die "callgrind_control -z failed"
-        out="$(timeout 1800 python3 "$SCRIPT_DIR/fixed_load.py" "127.0.0.1:$port" "$REQS" "$CONNS" 30)" ||
+        out="$(load "$port" "$REQS")" ||
             die "$label load failed: $out"
         timeout 60 callgrind_control -d "$wpid" >/dev/null || die "callgrind_control -d failed"
         dump=""
