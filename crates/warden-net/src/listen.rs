@@ -53,9 +53,17 @@ mod tests {
 /// Waits until the peer has sent a byte (`Ok(true)`) or closed (`Ok(false)`), reading
 /// nothing. `readable()` alone is no such wait: tokio reports a newly registered socket
 /// ready until a read says otherwise, so a silent peer would pass it at once.
+///
+/// A poll function over `poll_peek`, not `peek().await`: every waiting connection holds
+/// this future, and tokio's readiness future (an intrusive waiter) is ten times its size.
 pub async fn first_byte(stream: &tokio::net::TcpStream) -> io::Result<bool> {
     let mut byte = [0u8; 1];
-    Ok(stream.peek(&mut byte).await? == 1)
+    let peeked = std::future::poll_fn(|cx| {
+        let mut buf = tokio::io::ReadBuf::new(&mut byte);
+        stream.poll_peek(cx, &mut buf)
+    })
+    .await?;
+    Ok(peeked == 1)
 }
 
 #[cfg(test)]
