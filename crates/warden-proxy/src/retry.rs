@@ -375,7 +375,7 @@ where
                 return result;
             }
         };
-        // decide retries only a replayable request, whose original was kept.
+        // decide retries only a replayable request, whose copy was kept.
         let Some(mut again) = kept else {
             return result;
         };
