@@ -94,7 +94,7 @@ impl Activity {
     }
 
     /// When the last request ended, if one has.
-    fn last_end(&self) -> Option<Instant> {
+    pub(crate) fn last_end(&self) -> Option<Instant> {
         match self.0.last_end.load(Ordering::SeqCst) {
             0 => None,
             nanos => Some(self.0.epoch + Duration::from_nanos(nanos)),

@@ -339,14 +339,9 @@ where
             return None;
         }
     }
-    let now = Instant::now();
-    let deadline = if turn.served.load(Ordering::Acquire) {
-        // The last response ended `quiet` ago.
-        now - quiet + idle
-    } else {
-        deadline
-    };
-    if deadline <= now {
+    // Once a request was served, `client_idle` runs from the end of the last one.
+    let deadline = activity.last_end().map_or(deadline, |end| end + idle);
+    if deadline <= Instant::now() {
         tracing::debug!(?idle, "closing an idle client connection");
         return None;
     }
@@ -391,8 +386,6 @@ where
 struct Turn {
     /// The last request's body was read to its end.
     body_ended: Arc<AtomicBool>,
-    /// At least one request was served.
-    served: AtomicBool,
     /// Neither side asked to close, and every response went out with its body complete.
     reusable: AtomicBool,
 }
@@ -401,7 +394,6 @@ impl Turn {
     fn new() -> Self {
         Turn {
             body_ended: Arc::new(AtomicBool::new(true)),
-            served: AtomicBool::new(false),
             reusable: AtomicBool::new(true),
         }
     }
@@ -425,7 +417,6 @@ where
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let wants_more = client_keeps_alive(&req);
-        self.turn.served.store(true, Ordering::Release);
         self.turn.body_ended.store(false, Ordering::Release);
         let req = req.map(|body| ClientBody::watched(body, Arc::clone(&self.turn.body_ended)));
         WatchedFuture {

@@ -229,7 +229,7 @@ pin_project_lite::pin_project! {
         Prefixed { body: Pin<Box<Prefixed<Incoming>>> },
         /// An answer warden read further into (a coalesced token answer too large to
         /// share), resumed where the reading stopped.
-        Resumed { body: Pin<Box<Prefixed<Box<Inner>>>> },
+        Resumed { body: Pin<Box<Prefixed<Inner>>> },
         Local { #[pin] body: Full<Bytes> },
     }
 }
@@ -319,7 +319,7 @@ impl ResponseBody {
     pub(crate) fn resumed(prefix: Bytes, rest: ResponseBody) -> Self {
         let inner = rest.into_inner();
         ResponseBody::new(Inner::Resumed {
-            body: Box::pin(Prefixed::resume(prefix, Box::new(inner))),
+            body: Box::pin(Prefixed::resume(prefix, inner)),
         })
     }
 
