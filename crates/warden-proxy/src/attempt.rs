@@ -115,7 +115,7 @@ impl AttemptResult {
 pub(crate) struct AttemptRoute<'a> {
     pub(crate) connection: &'a str,
     pub(crate) role: Role,
-    pub(crate) upstream: &'a Upstream,
+    pub(crate) upstream: &'a Arc<Upstream>,
     pub(crate) policy: &'a Policy,
     pub(crate) metrics: &'a RouteMetrics,
     pub(crate) health: &'a Arc<HealthHandle>,

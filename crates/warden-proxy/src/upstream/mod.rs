@@ -15,7 +15,7 @@ use warden_config::{ErrorKind, Route, TlsDetail};
 
 use crate::body::RequestBody;
 
-pub(crate) use pool::{SendError, Upstream};
+pub(crate) use pool::{Lease, SendError, Upstream};
 pub(crate) use send::Failure;
 
 use crate::tls::TlsError;
@@ -51,7 +51,7 @@ impl Upstream {
     /// A recovery probe: `GET path`, bounded by `timeout`; only the status matters and
     /// the body is dropped unread.
     pub(crate) async fn probe(
-        &self,
+        self: &Arc<Self>,
         path: PathAndQuery,
         timeout: std::time::Duration,
     ) -> ProbeResult {
@@ -75,7 +75,7 @@ impl Upstream {
         let (status, error_kind, tls_detail) =
             match tokio::time::timeout(timeout, self.round_trip(req)).await {
                 Err(_) => (None, Some(ErrorKind::Timeout), None),
-                Ok(Ok(resp)) => (Some(resp.status().as_u16()), None, None),
+                Ok(Ok((resp, _lease))) => (Some(resp.status().as_u16()), None, None),
                 Ok(Err(err)) => {
                     let (kind, tls) = fault(&err);
                     (None, Some(kind), tls)

@@ -141,16 +141,21 @@ impl Upstream {
     }
 
     /// Sends `req` (an absolute URI, as the data plane builds it) on a pooled or new
-    /// connection and returns the response head.
+    /// connection and returns the response head, with the HTTP/1.1 connection it came on:
+    /// keep the lease as long as the body, and drop it with the body.
     pub(crate) async fn round_trip(
-        &self,
+        self: &Arc<Self>,
         mut req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
         if let Some(mut h2) = self.shared_http2() {
             *req.version_mut() = Version::HTTP_2;
             req.headers_mut().remove(header::HOST);
             return match h2.ready().await {
-                Ok(()) => h2.send_request(req).await.map_err(SendError::Exchange),
+                Ok(()) => h2
+                    .send_request(req)
+                    .await
+                    .map(|resp| (resp, None))
+                    .map_err(SendError::Exchange),
                 // The shared connection closed meanwhile: a new one replaces it.
                 Err(_) => Box::pin(self.send_fresh(req)).await,
             };
@@ -158,10 +163,7 @@ impl Upstream {
         if let Some(mut sender) = self.checkout() {
             let req = self.http1_form(req);
             match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    self.checkin(sender);
-                    return Ok(resp);
-                }
+                Ok(resp) => return Ok((resp, Some(self.lend(sender)))),
                 // The connection went away before the request was written (a keep-alive
                 // race with the upstream): a new connection gets it.
                 Err(mut err) => match err.take_message() {
@@ -177,9 +179,9 @@ impl Upstream {
 
     /// Sends on a new connection.
     async fn send_fresh(
-        &self,
+        self: &Arc<Self>,
         mut req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
         match self.connect().await? {
             Connected::Http1(mut sender) => {
                 let req = self.http1_form(req);
@@ -187,15 +189,25 @@ impl Upstream {
                     .send_request(req)
                     .await
                     .map_err(SendError::Exchange)?;
-                self.checkin(sender);
-                Ok(resp)
+                Ok((resp, Some(self.lend(sender))))
             }
             Connected::Http2(mut sender) => {
                 *req.version_mut() = Version::HTTP_2;
                 req.headers_mut().remove(header::HOST);
                 self.lock().http2 = Some(sender.clone());
-                sender.send_request(req).await.map_err(SendError::Exchange)
+                let resp = sender
+                    .send_request(req)
+                    .await
+                    .map_err(SendError::Exchange)?;
+                Ok((resp, None))
             }
+        }
+    }
+
+    fn lend(self: &Arc<Self>, sender: http1::SendRequest<RequestBody>) -> Lease {
+        Lease {
+            upstream: Arc::clone(self),
+            sender: Some(sender),
         }
     }
 
@@ -247,9 +259,11 @@ impl Upstream {
         None
     }
 
-    /// Keeps a connection whose answer is under way; past the cap it is closed once that
-    /// answer ends.
+    /// Keeps a connection whose answer is done with; past the cap it is closed.
     fn checkin(&self, sender: http1::SendRequest<RequestBody>) {
+        if sender.is_closed() {
+            return;
+        }
         let mut pool = self.lock();
         if pool.http1.len() < self.max_idle {
             pool.http1.push(Pooled {
@@ -321,6 +335,26 @@ impl Upstream {
             }
         }
         Err(SendError::Connect(last))
+    }
+}
+
+/// An HTTP/1.1 connection lent to one exchange, back in the pool when the answer's body is
+/// done with (read to its end, or dropped) rather than when its head arrives. The pool then
+/// holds connections that are idle or about to be, and `max_idle` caps idle ones, as it
+/// says. Put back at the head, a busy route's pool filled up with connections still
+/// streaming their answers, and every request past the cap opened a connection of its own
+/// and closed it after one answer: at 2,000 concurrent requests nearly all of them.
+pub(crate) struct Lease {
+    upstream: Arc<Upstream>,
+    /// `None` only once given back.
+    sender: Option<http1::SendRequest<RequestBody>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            self.upstream.checkin(sender);
+        }
     }
 }
 
@@ -425,6 +459,36 @@ mod tests {
     }
 
     async fn counting(gate: Arc<Semaphore>) -> Counting {
+        counting_holding(gate, Arc::new(Semaphore::new(Semaphore::MAX_PERMITS))).await
+    }
+
+    /// A body of one chunk that ends only once `hold` gives a permit: an answer still
+    /// streaming.
+    struct Held {
+        sent: bool,
+        ends: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
+    }
+
+    impl hyper::body::Body for Held {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+            if !self.sent {
+                self.sent = true;
+                return Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(b"x")))));
+            }
+            std::task::ready!(self.ends.as_mut().poll(cx));
+            Poll::Ready(None)
+        }
+    }
+
+    /// As [`counting`]; `/hold` is answered at once with a body that ends when `hold` gives
+    /// a permit.
+    async fn counting_holding(gate: Arc<Semaphore>, hold: Arc<Semaphore>) -> Counting {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -437,13 +501,20 @@ mod tests {
                 };
                 a.fetch_add(1, Ordering::SeqCst);
                 o.fetch_add(1, Ordering::SeqCst);
-                let (o, gate) = (Arc::clone(&o), Arc::clone(&gate));
+                let (o, gate, hold) = (Arc::clone(&o), Arc::clone(&gate), Arc::clone(&hold));
                 tokio::spawn(async move {
-                    let svc = service_fn(move |_req| {
-                        let gate = Arc::clone(&gate);
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let (gate, hold) = (Arc::clone(&gate), Arc::clone(&hold));
                         async move {
+                            if req.uri().path() == "/hold" {
+                                let ends = Box::pin(async move {
+                                    let _permit = hold.acquire().await;
+                                });
+                                let body = Held { sent: false, ends };
+                                return Ok::<_, Infallible>(Response::new(body.boxed()));
+                            }
                             let _permit = gate.acquire().await;
-                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                            Ok(Response::new(Full::new(Bytes::from_static(b"ok")).boxed()))
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -474,13 +545,14 @@ mod tests {
         Upstream::new(route, max_idle).expect("upstream")
     }
 
-    async fn get(up: &Upstream, addr: SocketAddr) {
+    async fn get(up: &Arc<Upstream>, addr: SocketAddr) {
         let mut req = Request::new(RequestBody::empty());
         *req.uri_mut() = format!("http://{addr}/x").parse().expect("uri");
-        let resp = up.round_trip(req).await.expect("answer");
+        let (resp, lease) = up.round_trip(req).await.expect("answer");
         assert_eq!(resp.status(), 200);
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         assert_eq!(body, "ok");
+        drop(lease);
     }
 
     async fn until(what: &str, check: impl Fn() -> bool) {
@@ -533,6 +605,45 @@ mod tests {
             10,
             "pooled ones reused"
         );
+    }
+
+    /// Connections still streaming an answer are not idle: they neither count against the
+    /// cap nor push the next requests onto connections of their own.
+    #[tokio::test]
+    async fn answers_still_streaming_leave_the_pool_to_idle_connections() {
+        let hold = Arc::new(Semaphore::new(0));
+        let server = counting_holding(
+            Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            Arc::clone(&hold),
+        )
+        .await;
+        let up = upstream(server.addr, 2);
+        let mut streaming = Vec::new();
+        for _ in 0..2 {
+            let mut req = Request::new(RequestBody::empty());
+            *req.uri_mut() = format!("http://{}/hold", server.addr).parse().expect("uri");
+            let (resp, lease) = up.round_trip(req).await.expect("answer");
+            assert_eq!(resp.status(), 200);
+            streaming.push((resp, lease));
+        }
+        for _ in 0..5 {
+            get(&up, server.addr).await;
+        }
+        // Two connections streaming, and one the five requests took turns on (seven when
+        // the streaming ones filled the pool: one connection per request).
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 3);
+        hold.add_permits(2);
+        for (resp, lease) in streaming {
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            assert_eq!(body, "x");
+            drop(lease);
+        }
+        // Back in the pool as their answers ended: up to the cap of two idle.
+        until("one past the cap to close", || {
+            server.open.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        assert_eq!(up.lock().http1.len(), 2);
     }
 
     #[tokio::test]

@@ -2,6 +2,8 @@
 //! body read ahead and looked at), all before the request's deadline; and how it failed
 //! when it did.
 
+use std::sync::Arc;
+
 use http::{Request, Response, Version};
 use http_body_util::LengthLimitError;
 use tokio::time::Instant;
@@ -81,13 +83,13 @@ impl Upstream {
     /// `token_answer`, the body is read ahead (bounded) and its `error`/`access_token`
     /// looked at. All before `deadline`.
     pub(crate) async fn send(
-        &self,
+        self: &Arc<Self>,
         request: Request<RequestBody>,
         token_answer: bool,
         deadline: Instant,
     ) -> Result<(Response<ResponseBody>, TokenAnswer), Failure> {
         let exchange = async {
-            let resp = self.round_trip(request).await.map_err(Failure::from)?;
+            let (resp, lease) = self.round_trip(request).await.map_err(Failure::from)?;
             let (mut parts, body) = resp.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
             // The client keeps its own protocol and keep-alive whatever the upstream
@@ -96,24 +98,26 @@ impl Upstream {
             parts.version = Version::HTTP_11;
             if !token_answer {
                 return Ok((
-                    Response::from_parts(parts, ResponseBody::upstream(body)),
+                    Response::from_parts(parts, ResponseBody::upstream(body, lease)),
                     TokenAnswer::default(),
                 ));
             }
-            let body = Prefixed::read(body, TOKEN_BODY_LIMIT)
-                .await
-                .map_err(|err| {
-                    tracing::debug!(
-                        upstream = %self.authority(),
-                        error = %err,
-                        "upstream token answer broke off"
-                    );
-                    Failure::Upstream {
-                        kind: ErrorKind::Reset,
-                        nothing_sent: false,
-                        tls: None,
-                    }
-                })?;
+            let body = Prefixed::read(body, TOKEN_BODY_LIMIT).await;
+            // Read to its end (nearly always: token answers are small), the connection is
+            // idle again; if not, the pool skips it until it is.
+            drop(lease);
+            let body = body.map_err(|err| {
+                tracing::debug!(
+                    upstream = %self.authority(),
+                    error = %err,
+                    "upstream token answer broke off"
+                );
+                Failure::Upstream {
+                    kind: ErrorKind::Reset,
+                    nothing_sent: false,
+                    tls: None,
+                }
+            })?;
             let answer = if body.is_complete() {
                 TokenAnswer::parse(body.prefix())
             } else {
