@@ -66,7 +66,8 @@ pub struct Limits {
     /// Client connections held at once across every route; past it new connections wait
     /// in the kernel's backlog instead of exhausting descriptors.
     pub max_connections: usize,
-    /// Idle pooled upstream connections kept per route.
+    /// Idle pooled upstream connections kept per route; past it, the longest idle close
+    /// once idle for 1 s.
     pub max_idle_upstream_per_route: usize,
 }
 

@@ -163,7 +163,8 @@ pub(crate) struct RawLimits {
     /// in the kernel's listen backlog. Default 10000.
     #[schemars(transform = bounds::MAX_CONNECTIONS.schema())]
     pub max_connections: Option<u64>,
-    /// Idle pooled upstream connections kept per route. Default 64.
+    /// Idle pooled upstream connections kept per route; past it, the longest idle close
+    /// once idle for 1 s. Default 64.
     pub max_idle_upstream_per_route: Option<u64>,
 }
 
