@@ -243,12 +243,12 @@ enum Protocol {
 /// client closes first. What was read is returned to be served.
 ///
 /// Read, not peeked, although hyper then gets the first head in two parts and grows its read
-/// buffer from 8 to 16 KiB for the connection's first session. That headroom is what lets
-/// hyper read request after request without reserving again: at 8 KiB it reserves before
-/// every read, finds the buffer still shared with the last request's header values, and
-/// takes a new block each time, 2,000 more instructions per request at 32 connections
-/// (docs/benchmarks.md, "a connection's first read"). The 16 KiB cost little memory: only
-/// their first page is written.
+/// buffer from 8 to 16 KiB for the connection's first session. That headroom spares a block
+/// per request. While a request is in flight, hyper reads the socket to notice a client that
+/// leaves, and reserves 8 KiB first. An 8 KiB buffer holding the in-flight request's head
+/// (whose header values share it) cannot be reclaimed, so hyper takes a new block each time:
+/// 2,100 more instructions per request at 32 connections. Peeking saved about 5 KB of RSS
+/// per busy connection (docs/benchmarks.md, "A read buffer with headroom").
 async fn sniff(stream: &mut TcpStream) -> io::Result<Option<(Protocol, Bytes)>> {
     let mut read = BytesMut::with_capacity(H2_PREFACE.len());
     loop {
