@@ -15,7 +15,7 @@ use warden_config::{ErrorKind, Route, TlsDetail};
 
 use crate::body::RequestBody;
 
-pub(crate) use pool::{Lease, SendError, Upstream};
+pub(crate) use pool::{SendError, Upstream};
 pub(crate) use send::Failure;
 
 use crate::tls::TlsError;

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use warden_config::{Route, Scheme};
 
-use crate::body::RequestBody;
+use crate::body::{GiveBack, Lease, RequestBody};
 use crate::tls::{self, TlsError};
 
 /// How long a connection past `max_idle` may stay idle in the pool. The cap is on idle
@@ -213,10 +213,8 @@ impl Upstream {
     }
 
     fn lend(self: &Arc<Self>, sender: http1::SendRequest<RequestBody>) -> Lease {
-        Lease {
-            upstream: Arc::clone(self),
-            sender: Some(sender),
-        }
+        let pool: Arc<dyn GiveBack> = Arc::<Upstream>::clone(self);
+        Lease::new(pool, sender)
     }
 
     /// HTTP/1.1 wants an origin-form target and a `Host` header.
@@ -370,23 +368,9 @@ impl Upstream {
     }
 }
 
-/// An HTTP/1.1 connection lent to one exchange, back in the pool when the answer's body is
-/// done with (read to its end, or dropped) rather than when its head arrives. The pool then
-/// holds connections that are idle or about to be, and `max_idle` caps idle ones, as it
-/// says. Put back at the head, a busy route's pool filled up with connections still
-/// streaming their answers, and every request past the cap opened a connection of its own
-/// and closed it after one answer: at 2,000 concurrent requests nearly all of them.
-pub(crate) struct Lease {
-    upstream: Arc<Upstream>,
-    /// `None` only once given back.
-    sender: Option<http1::SendRequest<RequestBody>>,
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if let Some(sender) = self.sender.take() {
-            self.upstream.checkin(sender);
-        }
+impl GiveBack for Upstream {
+    fn give_back(&self, sender: http1::SendRequest<RequestBody>) {
+        self.checkin(sender);
     }
 }
 
