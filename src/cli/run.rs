@@ -14,7 +14,7 @@ use warden_proxy::Proxy;
 use warden_proxy::health::HealthHub;
 
 use super::reload;
-use crate::telemetry;
+use crate::{idle_trim, telemetry};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
@@ -78,6 +78,7 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// One worker thread per CPU this process may run on (taskset and cgroup cpusets count);
 /// with a single CPU the current-thread scheduler avoids cross-thread wake-ups entirely.
+/// Each worker hands its allocator cache back every few seconds (`idle_trim`).
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut builder = if cpus == 1 {
@@ -87,10 +88,15 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         b.worker_threads(cpus);
         b
     };
-    builder
+    let trim = idle_trim::Trim::new(idle_trim::flush_thread_cache);
+    let on_park = Arc::clone(&trim);
+    let runtime = builder
         .enable_all()
+        .on_thread_park(move || on_park.on_park())
         .build()
-        .context("starting the async runtime")
+        .context("starting the async runtime")?;
+    drop(runtime.spawn(trim.tick(idle_trim::EVERY, cpus)));
+    Ok(runtime)
 }
 
 /// Reads and validates the config file, and notes what it held, so a change made at any

@@ -1,0 +1,240 @@
+//! Hands each runtime worker's allocator cache back to the shared heap every few seconds,
+//! so memory freed when a burst of connections ends can go back to the OS.
+//!
+//! jemalloc keeps recently freed blocks in a cache per thread, and a thread tidies its cache
+//! only while it allocates. A worker that goes quiet when a burst ends keeps its cache (a
+//! few MB after 2,000 connections: docs/benchmarks.md) until the next burst, and the pages
+//! under those blocks stay resident. Only the owning thread can flush its cache, so a worker
+//! does it itself, when it is about to park (tokio's `on_thread_park`) and a new epoch has
+//! begun since its last flush. A ticker task starts an epoch every [`EVERY`], and wakes the
+//! other workers: a worker parked since before the epoch began would otherwise not park
+//! again, and so not flush, until the next burst.
+//!
+//! The cost is one atomic load per park, and one flush per worker per epoch: a busy worker
+//! refills its cache in microseconds.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// How often each worker hands its cache back. Long enough that a busy worker refilling
+/// its cache costs nothing measurable; short enough that, with jemalloc's 10 s decay of
+/// unused pages, RSS is back near its baseline within half a minute of a burst's end.
+pub(crate) const EVERY: Duration = Duration::from_secs(10);
+
+thread_local! {
+    /// The last epoch this thread flushed in. A new worker starts at 0 and so flushes at
+    /// its first park, which costs nothing.
+    static SEEN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How long the ticker waits for every worker to flush before it wakes them again, and
+/// how many times. A wake-up can miss: tokio wakes no parked worker while another is
+/// searching for work, and that one may park again just before the epoch begins.
+const RECHECK: Duration = Duration::from_millis(10);
+const RECHECKS: usize = 20;
+
+/// The epoch workers compare against when they park, and what a flush does.
+pub(crate) struct Trim {
+    epoch: AtomicU64,
+    /// The epoch of the last flush, and how many workers have flushed in it.
+    flushed: Mutex<(u64, usize)>,
+    flush: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Trim {
+    /// Epochs start at 1, so a thread's first park counts as a new epoch.
+    pub(crate) fn new(flush: impl Fn() + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(Self {
+            epoch: AtomicU64::new(1),
+            flushed: Mutex::new((0, 0)),
+            flush: Box::new(flush),
+        })
+    }
+
+    /// What a worker runs before it parks: flushes its cache once per epoch.
+    pub(crate) fn on_park(&self) {
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        if SEEN.with(|seen| seen.replace(epoch)) == epoch {
+            return;
+        }
+        (self.flush)();
+        let mut flushed = self.flushed.lock().unwrap_or_else(PoisonError::into_inner);
+        *flushed = match *flushed {
+            (last, n) if last == epoch => (epoch, n + 1),
+            _ => (epoch, 1),
+        };
+    }
+
+    /// Starts an epoch and waits until `workers` have flushed in it, waking parked workers
+    /// (so each parks again, and flushes) until they have or [`RECHECKS`] run out. Runs on
+    /// a worker, where a spawned task wakes a parked one once a second task queues behind
+    /// it (the first takes the spawning worker's LIFO slot). Returns whether all flushed.
+    pub(crate) async fn next_epoch(&self, workers: usize) -> bool {
+        let epoch = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
+        for _ in 0..RECHECKS {
+            for _ in 0..workers.max(2) {
+                drop(tokio::spawn(async {}));
+            }
+            tokio::time::sleep(RECHECK).await;
+            let flushed = *self.flushed.lock().unwrap_or_else(PoisonError::into_inner);
+            if flushed.0 == epoch && flushed.1 >= workers {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Runs [`Trim::next_epoch`] every `every`, for the life of the runtime.
+    pub(crate) async fn tick(self: Arc<Self>, every: Duration, workers: usize) {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate; every thread flushes at its first park anyway.
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            if !self.next_epoch(workers).await {
+                tracing::debug!(workers, "not every worker handed its allocator cache back");
+            }
+        }
+    }
+}
+
+/// jemalloc's flush of the calling thread's cache. It fails only when the cache is off
+/// (`_RJEM_MALLOC_CONF=tcache:false`), when there is nothing to flush.
+#[cfg(feature = "jemalloc")]
+#[allow(unsafe_code)]
+pub(crate) fn flush_thread_cache() {
+    const NAME: &std::ffi::CStr = c"thread.tcache.flush";
+    // SAFETY: `thread.tcache.flush` reads and writes no value, so the old and new value
+    // pointers are null with zero lengths, as mallctl(3) allows; the name is a
+    // NUL-terminated constant.
+    let _status = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            NAME.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+}
+
+/// Without jemalloc (heap profiling builds) there is no thread cache to hand back.
+#[cfg(not(feature = "jemalloc"))]
+pub(crate) fn flush_thread_cache() {}
+
+#[cfg(test)]
+mod tests {
+    use super::Trim;
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::thread::ThreadId;
+    use std::time::{Duration, Instant};
+
+    type Flushes = Arc<Mutex<Vec<ThreadId>>>;
+
+    fn runtime(trim: &Arc<Trim>, parks: &Arc<AtomicUsize>) -> tokio::runtime::Runtime {
+        let hook = Arc::clone(trim);
+        let parks = Arc::clone(parks);
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .on_thread_park(move || {
+                parks.fetch_add(1, Ordering::Relaxed);
+                hook.on_park();
+            })
+            .enable_all()
+            .build()
+            .expect("a test runtime starts")
+    }
+
+    /// Polls until `flushes` holds `n` distinct threads, or 10 s pass.
+    fn distinct_within_deadline(flushes: &Flushes, n: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen: HashSet<ThreadId> = flushes
+                .lock()
+                .expect("not poisoned")
+                .iter()
+                .copied()
+                .collect();
+            if seen.len() >= n || Instant::now() > deadline {
+                return seen.len();
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// The case the wake-ups exist for: both workers are parked when an epoch begins, woken
+    /// only by the ticker's own timer, as in a proxy that has gone quiet after a burst.
+    #[test]
+    fn each_epoch_reaches_every_parked_worker() {
+        let flushes: Arc<Mutex<Vec<(u64, ThreadId)>>> = Arc::default();
+        let record = Arc::clone(&flushes);
+        // The thread's epoch is set before its flush runs.
+        let trim = Trim::new(move || {
+            let epoch = super::SEEN.with(std::cell::Cell::get);
+            record
+                .lock()
+                .expect("not poisoned")
+                .push((epoch, std::thread::current().id()));
+        });
+        let rt = runtime(&trim, &Arc::default());
+        let ticker = rt.spawn(Arc::clone(&trim).tick(Duration::from_millis(50), 2));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let threads_in = |epoch: u64| -> usize {
+            let flushes = flushes.lock().expect("not poisoned");
+            let threads: HashSet<ThreadId> = flushes
+                .iter()
+                .filter(|(e, _)| *e == epoch)
+                .map(|(_, t)| *t)
+                .collect();
+            threads.len()
+        };
+        while trim.epoch.load(Ordering::Relaxed) <= 6 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        ticker.abort();
+        for epoch in 2..=6 {
+            assert_eq!(threads_in(epoch), 2, "epoch {epoch}: each worker flushed");
+        }
+    }
+
+    /// A worker that parks again in the same epoch does not flush again: under load a
+    /// worker parks thousands of times a second.
+    #[test]
+    fn a_worker_flushes_once_per_epoch() {
+        let flushes: Flushes = Arc::default();
+        let record = Arc::clone(&flushes);
+        let trim = Trim::new(move || {
+            record
+                .lock()
+                .expect("not poisoned")
+                .push(std::thread::current().id());
+        });
+        let parks = Arc::new(AtomicUsize::new(0));
+        let rt = runtime(&trim, &parks);
+        assert_eq!(
+            distinct_within_deadline(&flushes, 2),
+            2,
+            "both workers parked"
+        );
+        flushes.lock().expect("not poisoned").clear();
+        let before = parks.load(Ordering::Relaxed);
+        // Work that parks the workers many times over, in one epoch.
+        rt.block_on(async {
+            for _ in 0..200 {
+                tokio::spawn(tokio::task::yield_now())
+                    .await
+                    .expect("the task runs");
+            }
+        });
+        assert!(
+            parks.load(Ordering::Relaxed) > before + 50,
+            "the workers parked between the tasks"
+        );
+        assert!(flushes.lock().expect("not poisoned").is_empty());
+    }
+}
