@@ -88,7 +88,7 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         b.worker_threads(cpus);
         b
     };
-    let trim = idle_trim::Trim::new(idle_trim::flush_thread_cache);
+    let trim = idle_trim::Trim::new(idle_trim::jemalloc());
     let on_park = Arc::clone(&trim);
     let runtime = builder
         .enable_all()
