@@ -78,7 +78,8 @@ pub(super) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// One worker thread per CPU this process may run on (taskset and cgroup cpusets count);
 /// with a single CPU the current-thread scheduler avoids cross-thread wake-ups entirely.
-/// Each worker hands its allocator cache back every few seconds (`idle_trim`).
+/// Every 10 s each worker hands its allocator cache back and unused pages are purged
+/// (`idle_trim`).
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut builder = if cpus == 1 {
