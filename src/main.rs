@@ -1,7 +1,9 @@
 //! The `warden` command line.
-// One call into jemalloc is the exception, in `idle_trim`, with its safety argument there.
+// Calls into jemalloc are the exception, in `idle_trim` (and a test in `allocator`), each
+// with its safety argument.
 #![deny(unsafe_code)]
 
+mod allocator;
 mod cli;
 mod fds;
 mod idle_trim;
@@ -9,13 +11,6 @@ mod logging;
 mod telemetry;
 
 use std::process::ExitCode;
-
-/// jemalloc instead of the system allocator: it hands freed memory back to the OS after a
-/// burst of connections, where glibc's arenas (and musl's allocator in the image) keep the
-/// peak; docs/benchmarks.md ("Bounds under abuse") has both measured.
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use clap::Parser;
 

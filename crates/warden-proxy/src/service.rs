@@ -307,8 +307,8 @@ fn forwarded(
     // Scheme, authority and path are each valid, so the URI is.
     let uri = Uri::from_parts(uri).unwrap_or_default();
     headers::strip_hop_by_hop(&mut headers);
-    // The client sets Host (HTTP/1.1) or :authority (HTTP/2) from the URI.
-    headers.remove(header::HOST);
+    // The client's Host stays in for now: the upstream client replaces its value (HTTP/1.1)
+    // or drops it for `:authority` (HTTP/2), which spares a removal and a re-insertion.
     headers::append_forwarded_for(&mut headers, client_addr);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     Attempt {

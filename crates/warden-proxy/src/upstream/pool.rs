@@ -217,7 +217,8 @@ impl Upstream {
         Lease::new(pool, sender)
     }
 
-    /// HTTP/1.1 wants an origin-form target and a `Host` header.
+    /// HTTP/1.1 wants an origin-form target and a `Host` header: the upstream's, in place of
+    /// the client's.
     fn http1_form(&self, mut req: Request<RequestBody>) -> Request<RequestBody> {
         let path = req
             .uri()
@@ -226,8 +227,9 @@ impl Upstream {
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(path);
         *req.version_mut() = Version::HTTP_11;
-        if let Some(host) = &self.host_field {
-            req.headers_mut().insert(header::HOST, host.clone());
+        match &self.host_field {
+            Some(host) => drop(req.headers_mut().insert(header::HOST, host.clone())),
+            None => drop(req.headers_mut().remove(header::HOST)),
         }
         req
     }
