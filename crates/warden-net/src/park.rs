@@ -239,17 +239,39 @@ enum Protocol {
     Http2,
 }
 
-/// Reads until the bytes read so far are the HTTP/2 preface or cannot be; `None` when the
-/// client closes first. What was read is returned to be served.
+/// Tells HTTP/2 by prior knowledge from HTTP/1; `None` when the client closes first. What
+/// had to be read to decide is returned to be served.
 ///
-/// Read, not peeked, although hyper then gets the first head in two parts and grows its read
-/// buffer from 8 to 16 KiB for the connection's first session. That headroom spares a block
-/// per request. While a request is in flight, hyper reads the socket to notice a client that
-/// leaves, and reserves 8 KiB first. An 8 KiB buffer holding the in-flight request's head
-/// (whose header values share it) cannot be reclaimed, so hyper takes a new block each time:
-/// 2,100 more instructions per request at 32 connections. Peeking saved about 5 KB of RSS
-/// per busy connection (docs/benchmarks.md, "A read buffer with headroom").
+/// The first bytes are peeked, not read: nearly always they decide, and left in the socket
+/// they reach hyper in its first read, with the rest of the head. A head handed to hyper in
+/// two reads (the sniffed bytes, then the socket) makes it grow its read buffer from 8 to
+/// 16 KiB, a buffer the connection then keeps for as long as it stays busy: 32 of the
+/// 107 MB warden had allocated at 2,000 busy connections. Only a client whose first segment
+/// is a part of the preface (a byte at a time, or an h2 preface split across segments) is
+/// read from.
+///
+/// The 16 KiB had one use: room for the 8 KiB hyper reserves before reading the socket while
+/// a request is in flight. Without it that read takes a new 8 KiB block per request, since
+/// the request's header values hold the old one. With 64 blocks of a size in jemalloc's
+/// thread caches (`.cargo/config.toml`) such a block costs about 320 instructions per
+/// request at 32 connections, against 2,100 with the default 20 (docs/benchmarks.md, "A read
+/// buffer with headroom" and "Peeking again").
 async fn sniff(stream: &mut TcpStream) -> io::Result<Option<(Protocol, Bytes)>> {
+    let mut first = [0u8; H2_PREFACE.len()];
+    let peeked = std::future::poll_fn(|cx| {
+        let mut buf = ReadBuf::new(&mut first);
+        stream.poll_peek(cx, &mut buf)
+    })
+    .await?;
+    if peeked == 0 {
+        return Ok(None);
+    }
+    if first[..peeked] != H2_PREFACE[..peeked] {
+        return Ok(Some((Protocol::Http1, Bytes::new())));
+    }
+    if peeked == H2_PREFACE.len() {
+        return Ok(Some((Protocol::Http2, Bytes::new())));
+    }
     let mut read = BytesMut::with_capacity(H2_PREFACE.len());
     loop {
         if stream.read_buf(&mut read).await? == 0 {
@@ -724,6 +746,77 @@ mod tests {
         let size = std::mem::size_of_val(&fut);
         // 792 bytes with `peek().await` and the arguments kept twice.
         assert!(size <= 576, "a parked connection's future is {size} bytes");
+    }
+
+    /// A pair of connected loopback sockets: (client, server).
+    async fn socket_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    /// hyper must get a head in one read: given the sniffed bytes first and the rest after,
+    /// it grows its read buffer to 16 KiB for the life of the connection.
+    #[tokio::test]
+    async fn an_http1_head_is_left_whole_in_the_socket() {
+        let (mut client, mut server) = socket_pair().await;
+        let head = b"POST /x HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n";
+        client.write_all(head).await.unwrap();
+        let (protocol, prefix) = sniff(&mut server).await.unwrap().expect("bytes came");
+        assert_eq!(protocol, Protocol::Http1);
+        assert!(prefix.is_empty(), "{} bytes were taken", prefix.len());
+        let mut left = vec![0; head.len()];
+        server.read_exact(&mut left).await.unwrap();
+        assert_eq!(&left[..], &head[..]);
+    }
+
+    #[tokio::test]
+    async fn a_whole_h2_preface_is_left_in_the_socket() {
+        let (mut client, mut server) = socket_pair().await;
+        client.write_all(H2_PREFACE).await.unwrap();
+        let (protocol, prefix) = sniff(&mut server).await.unwrap().expect("bytes came");
+        assert_eq!(protocol, Protocol::Http2);
+        assert!(prefix.is_empty(), "{} bytes were taken", prefix.len());
+    }
+
+    /// A first segment that is a part of the preface cannot decide: it is read, and so is
+    /// what follows, until it does.
+    #[tokio::test]
+    async fn a_split_preface_is_read_until_it_decides() {
+        for rest in [&H2_PREFACE[8..], &b"ET / HTTP/1.1\r\n\r\n"[..]] {
+            let (mut client, mut server) = socket_pair().await;
+            let start = if rest.starts_with(b"ET") {
+                &b"P"[..]
+            } else {
+                &H2_PREFACE[..8]
+            };
+            client.write_all(start).await.unwrap();
+            // The server has the first segment before the rest is sent.
+            let mut seen = [0u8; 1];
+            server.peek(&mut seen).await.unwrap();
+            let mut sniffing = Box::pin(sniff(&mut server));
+            let first = std::future::poll_fn(|cx| Poll::Ready(sniffing.as_mut().poll(cx))).await;
+            assert!(first.is_pending(), "decided on a part of the preface");
+            client.write_all(rest).await.unwrap();
+            let (protocol, prefix) = sniffing.await.unwrap().expect("bytes came");
+            let expected = if rest.starts_with(b"ET") {
+                Protocol::Http1
+            } else {
+                Protocol::Http2
+            };
+            assert_eq!(protocol, expected);
+            assert!(prefix.starts_with(start), "{prefix:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_closes_at_once_is_none() {
+        let (client, mut server) = socket_pair().await;
+        drop(client);
+        assert!(sniff(&mut server).await.unwrap().is_none());
     }
 
     #[tokio::test]
