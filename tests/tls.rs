@@ -66,6 +66,13 @@ async fn https_upstream_with_test_ca_speaks_http2() {
         "ALPN offered h2, warden must use it"
     );
     assert_eq!(seen[0].target, "/tools?x=1");
+    // `:authority` names the upstream; the client's Host (warden's own address) must not
+    // ride along as a field that differs from it (RFC 9113 §8.3.1).
+    assert!(
+        !seen[0].headers.contains_key(http::header::HOST),
+        "host: {:?}",
+        seen[0].headers.get(http::header::HOST)
+    );
 }
 
 #[tokio::test]

@@ -286,8 +286,8 @@ fn boxed<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
     Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
-/// The request as the upstream gets it: its URI, `Host`/`:authority` set from it, hop-by-
-/// hop headers gone, `x-forwarded-*` added.
+/// The request as the upstream gets it: its URI, hop-by-hop headers gone, `x-forwarded-*`
+/// added. `Host` (HTTP/1.1) or `:authority` (HTTP/2) is set from the URI when it is sent.
 fn forwarded(
     settings: &RouteSettings,
     parts: http::request::Parts,
