@@ -23,8 +23,6 @@ RUN case "${TARGETARCH:-amd64}" in \
     && rustup target add "$(cat /rust-target)"
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
-# jemalloc's compiled-in configuration (see the file).
-COPY .cargo .cargo
 COPY src src
 COPY crates crates
 # The build context has no .git: `warden --version` names this commit when it is passed,

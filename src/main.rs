@@ -1,6 +1,6 @@
 //! The `warden` command line.
-// Calls into jemalloc are the exception, in `idle_trim` (and a test in `allocator`), each
-// with its safety argument.
+// jemalloc is the exception: its calls in `idle_trim`, and its settings symbol (and a test)
+// in `allocator`, each with its safety argument.
 #![deny(unsafe_code)]
 
 mod allocator;
