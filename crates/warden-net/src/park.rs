@@ -253,7 +253,7 @@ enum Protocol {
 /// The 16 KiB had one use: room for the 8 KiB hyper reserves before reading the socket while
 /// a request is in flight. Without it that read takes a new 8 KiB block per request, since
 /// the request's header values hold the old one. With 64 blocks of a size in jemalloc's
-/// thread caches (`.cargo/config.toml`) such a block costs about 320 instructions per
+/// thread caches (`src/allocator.rs`) such a block costs about 320 instructions per
 /// request at 32 connections, against 2,100 with the default 20 (docs/benchmarks.md, "A read
 /// buffer with headroom" and "Peeking again").
 async fn sniff(stream: &mut TcpStream) -> io::Result<Option<(Protocol, Bytes)>> {

@@ -21,7 +21,7 @@ const FIELD_OVERHEAD: usize = 32;
 /// `limits.max_header_bytes` as the HTTP/2 limit does; between the two, warden's JSON 431
 /// answers. It also sizes two per-parse scratch arrays (32 bytes a field each, 64 KiB at the
 /// default 64 KiB head), which is why it is not unbounded and why the binary's jemalloc keeps
-/// blocks of that size in its thread caches (`.cargo/config.toml`).
+/// blocks of that size in its thread caches (`src/allocator.rs`).
 pub(crate) fn parser_max_fields(max_header_bytes: usize) -> usize {
     (max_header_bytes / FIELD_OVERHEAD).max(MAX_HEADER_FIELDS + 1)
 }
