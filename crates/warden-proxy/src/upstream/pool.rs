@@ -202,6 +202,7 @@ impl Upstream {
             Connected::Http2(mut sender) => {
                 *req.version_mut() = Version::HTTP_2;
                 req.headers_mut().remove(header::HOST);
+                self.absolute_form(&mut req);
                 self.lock().http2 = Some(sender.clone());
                 let resp = sender
                     .send_request(req)
@@ -232,6 +233,25 @@ impl Upstream {
             None => drop(req.headers_mut().remove(header::HOST)),
         }
         req
+    }
+
+    /// HTTP/2 wants `:scheme` and `:authority`. A request a pooled HTTP/1.1 connection gave
+    /// back unsent is already in origin form, and the new connection may have picked h2 (an
+    /// upstream that turned h2 on since): h2 refuses a target without them.
+    fn absolute_form(&self, req: &mut Request<RequestBody>) {
+        if req.uri().authority().is_some() {
+            return;
+        }
+        let mut parts = req.uri().clone().into_parts();
+        parts.scheme = Some(self.scheme());
+        parts.authority = Some(self.authority.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        // Scheme, authority and path are each valid, so the URI is.
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
     }
 
     fn shared_http2(&self) -> Option<http2::SendRequest<RequestBody>> {
@@ -589,6 +609,42 @@ mod tests {
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// A request a pooled HTTP/1.1 connection gave back unsent is in origin form; when the
+    /// new connection's ALPN picks h2, it still goes out.
+    #[tokio::test]
+    async fn an_origin_form_request_goes_out_on_a_new_h2_connection() {
+        let ca = warden_fixtures::pki::Ca::new("pool test ca");
+        let up = warden_fixtures::Upstream::start_tls(
+            ca.server_config(&["127.0.0.1"], &[b"h2"], None),
+            |_req| async { http::Response::new(warden_fixtures::upstream::full("ok")) },
+        )
+        .await;
+        let dir = tempfile::tempdir().expect("dir");
+        let ca_file = ca.write(dir.path(), "ca.pem");
+        let yaml = format!(
+            "version: 1
+admin: {{ listen: 127.0.0.1:0 }}
+connections:
+  - name: secure
+    api:
+      listen: 127.0.0.1:0
+      upstream: https://127.0.0.1:{}
+      tls: {{ ca_file: {} }}
+",
+            up.addr.port(),
+            ca_file.display()
+        );
+        let config = warden_config::parse(&yaml, "test").expect("config");
+        let pool = Upstream::new(&config.connections[0].routes[0], 4).expect("upstream");
+        let mut req = Request::new(RequestBody::empty());
+        *req.uri_mut() = Uri::from_static("/x");
+        let (resp, lease) = pool.send_fresh(req).await.expect("answer");
+        assert!(lease.is_none(), "h2 connections are shared, not lent");
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(body, "ok");
     }
 
     #[tokio::test]
