@@ -623,18 +623,10 @@ mod tests {
         .await;
         let dir = tempfile::tempdir().expect("dir");
         let ca_file = ca.write(dir.path(), "ca.pem");
-        let yaml = format!(
-            "version: 1
-admin: {{ listen: 127.0.0.1:0 }}
-connections:
-  - name: secure
-    api:
-      listen: 127.0.0.1:0
-      upstream: https://127.0.0.1:{}
-      tls: {{ ca_file: {} }}
-",
-            up.addr.port(),
-            ca_file.display()
+        let yaml = warden_fixtures::config::one_route(
+            "api",
+            &format!("https://127.0.0.1:{}", up.addr.port()),
+            &format!("\n      tls: {{ ca_file: {} }}", ca_file.display()),
         );
         let config = warden_config::parse(&yaml, "test").expect("config");
         let pool = Upstream::new(&config.connections[0].routes[0], 4).expect("upstream");
