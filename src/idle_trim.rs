@@ -117,44 +117,6 @@ impl Trim {
     }
 }
 
-/// jemalloc's calls: `thread.tcache.flush` and `arena.<all>.purge`.
-#[cfg(feature = "jemalloc")]
-pub(crate) fn jemalloc() -> Allocator {
-    Allocator {
-        flush: Box::new(|| mallctl_call(c"thread.tcache.flush")),
-        // 4096 is MALLCTL_ARENAS_ALL: every arena.
-        purge: Box::new(|| mallctl_call(c"arena.4096.purge")),
-    }
-}
-
-/// Runs a jemalloc control that reads and writes no value. It fails only where there is
-/// nothing to do, as a flush with the thread caches off (`_RJEM_MALLOC_CONF=tcache:false`).
-#[cfg(feature = "jemalloc")]
-#[allow(unsafe_code)]
-fn mallctl_call(name: &'static std::ffi::CStr) {
-    // SAFETY: both controls used here read and write no value, so the old and new value
-    // pointers are null with zero lengths, as mallctl(3) allows; the name is a
-    // NUL-terminated constant.
-    let _status = unsafe {
-        tikv_jemalloc_sys::mallctl(
-            name.as_ptr(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-}
-
-/// Without jemalloc (heap profiling builds) there is nothing to hand back.
-#[cfg(not(feature = "jemalloc"))]
-pub(crate) fn jemalloc() -> Allocator {
-    Allocator {
-        flush: Box::new(|| {}),
-        purge: Box::new(|| {}),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::{Allocator, Trim};

@@ -1,6 +1,6 @@
 //! The `warden` command line.
-// jemalloc is the exception: its calls in `idle_trim`, and its settings symbol (and a test)
-// in `allocator`, each with its safety argument.
+// jemalloc is the exception, all of it in `allocator` (its settings symbol, its control
+// calls and a test), each with its safety argument.
 #![deny(unsafe_code)]
 
 mod allocator;

@@ -14,7 +14,7 @@ use warden_proxy::Proxy;
 use warden_proxy::health::HealthHub;
 
 use super::reload;
-use crate::{idle_trim, telemetry};
+use crate::{allocator, idle_trim, telemetry};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
@@ -89,7 +89,7 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         b.worker_threads(cpus);
         b
     };
-    let trim = idle_trim::Trim::new(idle_trim::jemalloc());
+    let trim = idle_trim::Trim::new(allocator::trim_calls());
     let on_park = Arc::clone(&trim);
     let runtime = builder
         .enable_all()

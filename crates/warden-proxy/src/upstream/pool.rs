@@ -228,9 +228,14 @@ impl Upstream {
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(path);
         *req.version_mut() = Version::HTTP_11;
+        let headers = req.headers_mut();
         match &self.host_field {
-            Some(host) => drop(req.headers_mut().insert(header::HOST, host.clone())),
-            None => drop(req.headers_mut().remove(header::HOST)),
+            Some(host) => {
+                headers.insert(header::HOST, host.clone());
+            }
+            None => {
+                headers.remove(header::HOST);
+            }
         }
         req
     }
