@@ -16,22 +16,25 @@ pub(crate) struct Needs {
     /// Held at all times when `max_connections` clients are connected: those sockets,
     /// one listener per route, each route's idle upstream pool, and [`RESERVE`].
     pub at_least: u64,
-    /// As above with an upstream connection in use for every client connection (every
-    /// client with a request in flight at once).
+    /// As above with every route's upstream connections open, as many as
+    /// `limits.max_upstream_per_route` allows (the idle ones among them).
     pub at_full_load: u64,
 }
 
 pub(crate) fn needs(config: &Config) -> Needs {
     let clients = config.limits.max_connections as u64;
     let routes = config.routes().count() as u64;
-    let pooled = routes.saturating_mul(config.limits.max_idle_upstream_per_route as u64);
-    let at_least = clients
-        .saturating_add(routes)
-        .saturating_add(pooled)
-        .saturating_add(RESERVE);
+    let limits = &config.limits;
+    let pooled = routes.saturating_mul(limits.max_idle_upstream_per_route as u64);
+    let open = routes.saturating_mul(
+        limits
+            .max_upstream_per_route
+            .max(limits.max_idle_upstream_per_route) as u64,
+    );
+    let fixed = clients.saturating_add(routes).saturating_add(RESERVE);
     Needs {
-        at_least,
-        at_full_load: at_least.saturating_add(clients),
+        at_least: fixed.saturating_add(pooled),
+        at_full_load: fixed.saturating_add(open),
     }
 }
 
@@ -69,9 +72,10 @@ pub(crate) fn raise_and_check(config: &Config) -> anyhow::Result<()> {
         tracing::warn!(
             limit,
             needed = needs.at_full_load,
-            "with every client connection's request in flight at once, upstream connections \
-             could run out of descriptors (they then fail as connect errors); lower \
-             limits.max_connections or raise the hard limit to be safe"
+            "with every route at limits.max_upstream_per_route, upstream connections could \
+             run out of descriptors (they then fail as connect errors); lower \
+             limits.max_connections or max_upstream_per_route, or raise the hard limit to be \
+             safe"
         );
     }
     Ok(())
@@ -105,7 +109,7 @@ mod tests {
     fn default_fits_a_common_hard_limit() {
         let needs = check(&config(10_000), 20_000).unwrap();
         assert_eq!(needs.at_least, 10_000 + 1 + 64 + RESERVE);
-        assert_eq!(needs.at_full_load, needs.at_least + 10_000);
+        assert_eq!(needs.at_full_load, 10_000 + 1 + 256 + RESERVE);
     }
 
     #[test]

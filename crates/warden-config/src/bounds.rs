@@ -37,6 +37,8 @@ pub(crate) const MAX_REQUEST_BODY_BYTES: Bound = Bound::at_least(1);
 pub(crate) const MAX_HEADER_BYTES: Bound = Bound::at_least(1024);
 /// `limits.max_connections`: 0 would accept nothing.
 pub(crate) const MAX_CONNECTIONS: Bound = Bound::at_least(1);
+/// `limits.max_upstream_per_route`: 0 would send nothing.
+pub(crate) const MAX_UPSTREAM_PER_ROUTE: Bound = Bound::at_least(1);
 
 /// A connection name's longest length: the name becomes a metrics label and a path segment
 /// of the admin API, so it stays short.

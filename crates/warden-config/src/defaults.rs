@@ -34,6 +34,7 @@ impl Default for Limits {
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,
             max_idle_upstream_per_route: 64,
+            max_upstream_per_route: 256,
         }
     }
 }

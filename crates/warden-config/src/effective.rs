@@ -72,10 +72,12 @@ fn limits_json(limits: &Limits) -> Value {
         max_header_bytes,
         max_connections,
         max_idle_upstream_per_route,
+        max_upstream_per_route,
     } = limits;
     json!({
         "max_connections": max_connections,
         "max_idle_upstream_per_route": max_idle_upstream_per_route,
+        "max_upstream_per_route": max_upstream_per_route,
         "max_concurrent_retries": max_concurrent_retries,
         "max_concurrent_probes": max_concurrent_probes,
         "max_request_body_bytes": max_request_body_bytes,

@@ -69,6 +69,10 @@ pub struct Limits {
     /// Idle pooled upstream connections kept per route; past it, the longest idle close
     /// once idle for 1 s.
     pub max_idle_upstream_per_route: usize,
+    /// Upstream connections open per route, busy or idle: a burst of clients waits for
+    /// one of them instead of each opening its own, so neither warden's memory and
+    /// descriptors nor the upstream's load grow with the burst.
+    pub max_upstream_per_route: usize,
 }
 
 /// `shutdown`: what SIGTERM does to the requests in flight.

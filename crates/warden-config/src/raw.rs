@@ -166,6 +166,10 @@ pub(crate) struct RawLimits {
     /// Idle pooled upstream connections kept per route; past it, the longest idle close
     /// once idle for 1 s. Default 64.
     pub max_idle_upstream_per_route: Option<u64>,
+    /// Upstream connections open per route, busy or idle; past it a request waits up to
+    /// `timeouts.connect` for one, then gets 503 `upstream_busy`. Default 256.
+    #[schemars(transform = bounds::MAX_UPSTREAM_PER_ROUTE.schema())]
+    pub max_upstream_per_route: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -193,6 +193,13 @@ fn limits(raw: Option<&RawLimits>, diags: &mut Diags) -> Limits {
             builtin.max_idle_upstream_per_route,
             diags,
         ),
+        max_upstream_per_route: bounded(
+            raw.max_upstream_per_route,
+            &path("max_upstream_per_route"),
+            bounds::MAX_UPSTREAM_PER_ROUTE,
+            builtin.max_upstream_per_route,
+            diags,
+        ),
     }
 }
 

@@ -34,6 +34,7 @@ fn top_level_sections() {
     assert_eq!(c.limits.max_header_bytes, 65_536);
     assert_eq!(c.limits.max_connections, 10_000);
     assert_eq!(c.limits.max_idle_upstream_per_route, 64);
+    assert_eq!(c.limits.max_upstream_per_route, 256);
     assert_eq!(c.events_per_connection, 50);
     assert_eq!(c.shutdown.drain_timeout, Duration::from_secs(30));
 }

@@ -34,6 +34,9 @@ pub(crate) enum LocalError {
     BadHost,
     /// A `Transfer-Encoding` other than one `chunked`.
     BadTransferEncoding,
+    /// Every upstream connection the route may open (`limits.max_upstream_per_route`)
+    /// stayed busy for `timeouts.connect`. warden's own limit: the upstream is not blamed.
+    UpstreamBusy,
 }
 
 impl LocalError {
@@ -49,6 +52,7 @@ impl LocalError {
             LocalError::CoalescedTooLarge => StatusCode::BAD_GATEWAY,
             LocalError::BadHost => StatusCode::BAD_REQUEST,
             LocalError::BadTransferEncoding => StatusCode::BAD_REQUEST,
+            LocalError::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -66,6 +70,7 @@ impl LocalError {
             LocalError::CoalescedTooLarge => "coalesced_answer_too_large",
             LocalError::BadHost => "bad_host",
             LocalError::BadTransferEncoding => "bad_transfer_encoding",
+            LocalError::UpstreamBusy => "upstream_busy",
         }
     }
 
@@ -109,6 +114,11 @@ impl LocalError {
                 header::ALLOW,
                 HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
             );
+        }
+        if self == LocalError::UpstreamBusy {
+            // A connection frees up as soon as an answer ends: a second is long.
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if self == LocalError::BadTransferEncoding {
             // Where the refused body ends is exactly what is in doubt: read nothing more

@@ -24,7 +24,7 @@ use crate::health::HealthHandle;
 use crate::metrics::RouteMetrics;
 use crate::record::Recorder;
 use crate::retry::{self, RetryCounters, RetrySlots};
-use crate::upstream::{Upstream, UpstreamClient};
+use crate::upstream::{PoolSize, Upstream, UpstreamClient};
 
 /// The compiled policy and what the data plane derives from it, shared by every route.
 pub(crate) struct Classifier {
@@ -75,16 +75,16 @@ struct UpstreamKey {
     upstream: warden_config::Upstream,
     tls: warden_config::Tls,
     connect: Duration,
-    max_idle: usize,
+    size: PoolSize,
 }
 
 impl UpstreamKey {
-    fn of(route: &warden_config::Route, max_idle: usize) -> Self {
+    fn of(route: &warden_config::Route, size: PoolSize) -> Self {
         UpstreamKey {
             upstream: route.upstream.clone(),
             tls: route.tls.clone(),
             connect: route.timeouts.connect,
-            max_idle,
+            size,
         }
     }
 }
@@ -95,7 +95,7 @@ impl RouteState {
         route: &warden_config::Route,
         health: Arc<HealthHandle>,
         upstream: UpstreamClient,
-        max_idle: usize,
+        size: PoolSize,
         tasks: TaskTracker,
     ) -> Self {
         RouteState {
@@ -108,7 +108,7 @@ impl RouteState {
             upstream: ArcSwap::new(upstream),
             budget: ArcSwap::from_pointee(retry::budget(&route.retry.budget)),
             built_from: Mutex::new(BuiltFrom {
-                upstream: UpstreamKey::of(route, max_idle),
+                upstream: UpstreamKey::of(route, size),
                 budget: route.retry.budget,
             }),
         }
@@ -127,11 +127,11 @@ impl RouteState {
     pub(crate) fn reusable_upstream(
         &self,
         route: &warden_config::Route,
-        max_idle: usize,
+        size: PoolSize,
     ) -> Option<UpstreamClient> {
         let tls = &route.tls;
         let files = tls.ca_file.is_some() || tls.client_cert.is_some() || tls.client_key.is_some();
-        (!files && self.built_from().upstream == UpstreamKey::of(route, max_idle))
+        (!files && self.built_from().upstream == UpstreamKey::of(route, size))
             .then(|| self.upstream.load_full())
     }
 
@@ -141,14 +141,14 @@ impl RouteState {
     pub(crate) fn adopt(
         &self,
         route: &warden_config::Route,
-        max_idle: usize,
+        size: PoolSize,
         upstream: UpstreamClient,
     ) {
         let mut built = self.built_from();
         if !Arc::ptr_eq(&self.upstream.load(), &upstream) {
             self.upstream.store(upstream);
         }
-        built.upstream = UpstreamKey::of(route, max_idle);
+        built.upstream = UpstreamKey::of(route, size);
         if built.budget != route.retry.budget {
             self.budget
                 .store(Arc::new(retry::budget(&route.retry.budget)));
@@ -259,17 +259,19 @@ connections:
       upstream: http://127.0.0.1:1
 ";
 
+    const SIZE: PoolSize = PoolSize { idle: 8, open: 16 };
+
     fn state() -> (warden_config::Config, RouteState) {
         let config = warden_config::parse(YAML, "test").expect("config");
         let hub = HealthHub::new(&config);
         let (conn, route) = config.routes().next().expect("a route");
-        let upstream = Upstream::new(route, 8).expect("client");
+        let upstream = Upstream::new(route, SIZE).expect("client");
         let state = RouteState::new(
             conn,
             route,
             hub.get("c").expect("record"),
             upstream,
-            8,
+            SIZE,
             TaskTracker::new(),
         );
         (config, state)
@@ -284,31 +286,34 @@ connections:
 
         // The same settings: the same client and budget.
         let kept = state
-            .reusable_upstream(route, 8)
+            .reusable_upstream(route, SIZE)
             .expect("same settings: kept");
         assert!(Arc::ptr_eq(&kept, &client));
-        state.adopt(route, 8, kept);
+        state.adopt(route, SIZE, kept);
         assert!(Arc::ptr_eq(&state.upstream(), &client));
         assert!(Arc::ptr_eq(&state.budget(), &budget));
 
-        // A new pool cap, connect timeout or TLS file: a new client.
-        assert!(state.reusable_upstream(route, 9).is_none());
+        // A new pool cap or limit, connect timeout or TLS file: a new client.
+        let more_idle = PoolSize { idle: 9, ..SIZE };
+        assert!(state.reusable_upstream(route, more_idle).is_none());
+        let more_open = PoolSize { open: 9, ..SIZE };
+        assert!(state.reusable_upstream(route, more_open).is_none());
         let mut slower = route.clone();
         slower.timeouts.connect += Duration::from_secs(1);
-        assert!(state.reusable_upstream(&slower, 8).is_none());
+        assert!(state.reusable_upstream(&slower, SIZE).is_none());
         let mut with_ca = route.clone();
         with_ca.tls.ca_file = Some("/etc/ssl/ca.pem".into());
-        assert!(state.reusable_upstream(&with_ca, 8).is_none());
+        assert!(state.reusable_upstream(&with_ca, SIZE).is_none());
 
         // New budget settings: a new budget; the client handed over is installed.
         let mut stingier = slower;
         stingier.retry.budget.ratio /= 2.0;
-        let fresh = Upstream::new(&stingier, 8).expect("client");
-        state.adopt(&stingier, 8, Arc::clone(&fresh));
+        let fresh = Upstream::new(&stingier, SIZE).expect("client");
+        state.adopt(&stingier, SIZE, Arc::clone(&fresh));
         assert!(Arc::ptr_eq(&state.upstream(), &fresh));
         assert!(!Arc::ptr_eq(&state.budget(), &budget));
         assert!(
-            state.reusable_upstream(&stingier, 8).is_some(),
+            state.reusable_upstream(&stingier, SIZE).is_some(),
             "the new client is what the next reload compares against"
         );
     }

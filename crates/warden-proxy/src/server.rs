@@ -26,7 +26,7 @@ use crate::route::{Classifier, Route, RouteSettings, RouteState};
 use crate::service::RouteService;
 use crate::strict;
 use crate::tls::TlsError;
-use crate::upstream::{self, UpstreamClient};
+use crate::upstream::{self, PoolSize, UpstreamClient};
 
 /// Why a config could not be served, at start or on reload; each message names the config
 /// key at fault so the operator knows what to edit. A failed reload leaves the running
@@ -223,7 +223,7 @@ impl Proxy {
         let mut keep = HashMap::new();
         let mut routes = HashMap::new();
         let mut probes = Vec::new();
-        let max_idle = config.limits.max_idle_upstream_per_route;
+        let pool_size = PoolSize::of(&config.limits);
         let clients = prepared.clients.into_iter();
         for (((conn, route), client), listener) in config.routes().zip(clients).zip(fresh.drain(..))
         {
@@ -233,7 +233,7 @@ impl Proxy {
             // connection was removed and added back) starts afresh.
             let route_state = match state.routes.remove(&key) {
                 Some(kept) if Arc::ptr_eq(&kept.health, &conn_health) => {
-                    kept.adopt(route, max_idle, client);
+                    kept.adopt(route, pool_size, client);
                     kept
                 }
                 _ => Arc::new(RouteState::new(
@@ -241,7 +241,7 @@ impl Proxy {
                     route,
                     Arc::clone(&conn_health),
                     client,
-                    max_idle,
+                    pool_size,
                     self.shared.tasks.clone(),
                 )),
             };
@@ -424,16 +424,16 @@ fn prepare(config: &Config, previous: Option<&State>) -> Result<Prepared, ProxyE
             .iter()
             .any(|r| r.when.jsonrpc_error.is_some() || r.when.mcp_tool_error.is_some()),
     };
-    let max_idle = config.limits.max_idle_upstream_per_route;
+    let pool_size = PoolSize::of(&config.limits);
     let clients = config
         .routes()
         .map(|(conn, route)| {
             let kept = previous
                 .and_then(|state| state.routes.get(&(conn.name.clone(), route.role)))
-                .and_then(|kept| kept.reusable_upstream(route, max_idle));
+                .and_then(|kept| kept.reusable_upstream(route, pool_size));
             match kept {
                 Some(client) => Ok(client),
-                None => upstream::client(route, max_idle).map_err(|source| ProxyError::Tls {
+                None => upstream::client(route, pool_size).map_err(|source| ProxyError::Tls {
                     connection: conn.name.clone(),
                     role: route.role,
                     source,
@@ -612,7 +612,7 @@ mod tests {
             route,
             health.get_or_insert(conn, 10),
             prepared.clients.into_iter().next().unwrap(),
-            8,
+            PoolSize::of(&config.limits),
             TaskTracker::new(),
         ));
         let settings = RouteSettings::new(

@@ -334,3 +334,55 @@ async fn upstream_pool_keeps_no_more_than_its_cap() {
     }
     assert_eq!(upstream.open(), 2, "idle upstream connections kept");
 }
+
+/// At `max_upstream_per_route`, a request waits for a connection up to `timeouts.connect`,
+/// then gets warden's 503: warden's own limit, so the upstream's health is not touched.
+#[tokio::test(start_paused = true)]
+async fn at_the_upstream_connection_limit_a_request_gets_503_and_health_stays_healthy() {
+    let upstream = upstream(1).await;
+    let (proxy, addr) = proxy(
+        upstream.addr,
+        "connect: 2s, request: 60s",
+        "max_upstream_per_route: 1",
+    )
+    .await;
+    // The one connection the route may open, busy for 20 s.
+    let slow = tokio::spawn(async move {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        raw_exchange(&mut conn, b"GET /slow HTTP/1.1\r\nhost: t\r\n\r\n").await
+    });
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while upstream.accepted() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the slow request reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let start = Instant::now();
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let answer = raw_exchange(&mut conn, b"GET / HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    let waited = start.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("x-warden-error: upstream_busy"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    assert!(answer.contains(r#""error":"upstream_busy""#), "{answer}");
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(3),
+        "answered after {waited:?}, connect timeout 2s"
+    );
+    assert_eq!(upstream.accepted(), 1, "no second upstream connection");
+    let row = proxy
+        .proxy
+        .health()
+        .get("t")
+        .expect("the connection")
+        .snapshot();
+    assert_eq!(row.state.as_str(), "healthy");
+    // The slow answer still arrives on its connection; after it the route serves again.
+    let answer = slow.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = raw_exchange(&mut conn, b"GET / HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(upstream.accepted(), 1, "the one connection serves both");
+}

@@ -15,7 +15,7 @@ use warden_config::{ErrorKind, Route, TlsDetail};
 
 use crate::body::RequestBody;
 
-pub(crate) use pool::{SendError, Upstream};
+pub(crate) use pool::{PoolSize, SendError, Upstream};
 pub(crate) use send::Failure;
 
 use crate::tls::TlsError;
@@ -39,10 +39,10 @@ impl ProbeResult {
     }
 }
 
-/// The connections of `route`, keeping at most `max_idle` idle HTTP/1.1 connections, with
-/// a sweeper that closes those idle past the timeout.
-pub(crate) fn client(route: &Route, max_idle: usize) -> Result<UpstreamClient, TlsError> {
-    let upstream = Upstream::new(route, max_idle)?;
+/// The connections of `route`, as many as `size` allows, with a sweeper that closes those
+/// idle past the timeout.
+pub(crate) fn client(route: &Route, size: PoolSize) -> Result<UpstreamClient, TlsError> {
+    let upstream = Upstream::new(route, size)?;
     pool::sweep(&upstream);
     Ok(upstream)
 }

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -24,9 +25,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
-use warden_config::{Route, Scheme};
+use warden_config::{Limits, Route, Scheme};
+use warden_net::WarnEvery;
 
 use crate::body::{GiveBack, Lease, RequestBody};
 use crate::tls::{self, TlsError};
@@ -59,12 +62,33 @@ pub(crate) enum SendError {
     /// The exchange failed on an open connection.
     #[error("upstream exchange")]
     Exchange(#[source] hyper::Error),
+    /// Every connection the route may open was busy for `timeouts.connect`: warden's own
+    /// limit, not the upstream's fault.
+    #[error("every upstream connection busy")]
+    Busy,
 }
 
 impl SendError {
     /// The request never left warden: sending it again is safe.
     pub(crate) fn nothing_sent(&self) -> bool {
         !matches!(self, SendError::Exchange(_))
+    }
+}
+
+/// How many connections a route's pool keeps idle, and opens in all: the two pool settings
+/// of `limits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolSize {
+    pub(crate) idle: usize,
+    pub(crate) open: usize,
+}
+
+impl PoolSize {
+    pub(crate) fn of(limits: &Limits) -> Self {
+        PoolSize {
+            idle: limits.max_idle_upstream_per_route,
+            open: limits.max_upstream_per_route,
+        }
     }
 }
 
@@ -81,6 +105,40 @@ pub(crate) struct Upstream {
     max_idle: usize,
     idle_timeout: Duration,
     pool: Mutex<Pool>,
+    slots: Arc<Slots>,
+    /// A route at its connection limit says so, at most once per 10 s.
+    full: WarnEvery,
+}
+
+/// The route's open connections, counted against `limits.max_upstream_per_route`: each
+/// holds a [`Slot`] from before it connects until its driver ends. A request that finds
+/// none idle and no slot free waits on `freed`, told when a connection comes back to the
+/// pool or closes.
+struct Slots {
+    open: AtomicUsize,
+    max: usize,
+    freed: Notify,
+}
+
+impl Slots {
+    fn reserve(self: &Arc<Self>) -> Option<Slot> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(Arc::clone(self)))
+    }
+}
+
+/// One open (or opening) connection's place in [`Slots`], given back when it is dropped.
+struct Slot(Arc<Slots>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.freed.notify_one();
+    }
 }
 
 #[derive(Default)]
@@ -98,9 +156,9 @@ struct Pooled {
 }
 
 impl Upstream {
-    /// The connections of `route`, keeping at most `max_idle` idle HTTP/1.1 connections
-    /// (past it, for [`PAST_CAP_GRACE`]).
-    pub(crate) fn new(route: &Route, max_idle: usize) -> Result<Arc<Upstream>, TlsError> {
+    /// The connections of `route`: at most `size.open` open, and of those at most
+    /// `size.idle` idle HTTP/1.1 connections (past it, for [`PAST_CAP_GRACE`]).
+    pub(crate) fn new(route: &Route, size: PoolSize) -> Result<Arc<Upstream>, TlsError> {
         let https = route.upstream.scheme == Scheme::Https;
         let tls = if https {
             let mut config: ClientConfig = tls::client_config(&route.tls, true)?;
@@ -123,9 +181,15 @@ impl Upstream {
             host_field: HeaderValue::from_str(route.upstream.authority.as_str()).ok(),
             tls,
             connect_timeout: route.timeouts.connect,
-            max_idle,
+            max_idle: size.idle,
             idle_timeout: POOL_IDLE_TIMEOUT,
             pool: Mutex::default(),
+            slots: Arc::new(Slots {
+                open: AtomicUsize::new(0),
+                max: size.open,
+                freed: Notify::new(),
+            }),
+            full: WarnEvery::new(Duration::from_secs(10)),
         }))
     }
 
@@ -165,32 +229,100 @@ impl Upstream {
                     .map(|resp| (resp, None))
                     .map_err(SendError::Exchange),
                 // The shared connection closed meanwhile: a new one replaces it.
-                Err(_) => Box::pin(self.send_fresh(req)).await,
+                Err(_) => Box::pin(self.send_other(req)).await,
             };
         }
-        if let Some(mut sender) = self.checkout() {
-            let req = self.http1_form(req);
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, Some(self.lend(sender)))),
-                // The connection went away before the request was written (a keep-alive
-                // race with the upstream): a new connection gets it.
-                Err(mut err) => match err.take_message() {
-                    Some(req) => return Box::pin(self.send_fresh(req)).await,
-                    None => return Err(SendError::Exchange(err.into_error())),
-                },
-            }
+        if let Some(sender) = self.checkout() {
+            return self.send_pooled(sender, req).await;
         }
-        // Boxed: the connect path (DNS, TCP, TLS, handshake) is the cold one, and inline it
-        // would make every request's future ~12 KB, moved into its box on every request.
-        Box::pin(self.send_fresh(req)).await
+        // Boxed: the connect path (DNS, TCP, TLS, handshake) and the wait at the limit are
+        // the cold ones, and inline they would make every request's future ~12 KB, moved
+        // into its box on every request.
+        match self.slots.reserve() {
+            Some(slot) => Box::pin(self.send_fresh(req, slot)).await,
+            None => Box::pin(self.wait_for_connection(req)).await,
+        }
     }
 
-    /// Sends on a new connection.
+    /// Sends on a pooled connection.
+    async fn send_pooled(
+        self: &Arc<Self>,
+        mut sender: http1::SendRequest<RequestBody>,
+        req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
+        let req = self.http1_form(req);
+        match sender.try_send_request(req).await {
+            Ok(resp) => Ok((resp, Some(self.lend(sender)))),
+            // The connection went away before the request was written (a keep-alive race
+            // with the upstream): another connection gets it.
+            Err(mut err) => match err.take_message() {
+                Some(req) => Box::pin(self.send_other(req)).await,
+                None => Err(SendError::Exchange(err.into_error())),
+            },
+        }
+    }
+
+    /// Sends a request a pooled connection gave back unsent: on a new connection, or at the
+    /// limit on the next one free.
+    async fn send_other(
+        self: &Arc<Self>,
+        req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
+        match self.slots.reserve() {
+            Some(slot) => self.send_fresh(req, slot).await,
+            None => self.wait_for_connection(req).await,
+        }
+    }
+
+    /// At the limit: waits, up to `timeouts.connect`, for a connection to come back to the
+    /// pool or for one to close and free its slot, whichever comes first.
+    async fn wait_for_connection(
+        self: &Arc<Self>,
+        req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
+        if let Some(held) = self.full.due() {
+            tracing::warn!(
+                upstream = %self.authority,
+                limit = self.slots.max,
+                held_back = held,
+                "every upstream connection of the route is busy: requests wait for one \
+                 (limits.max_upstream_per_route)"
+            );
+        }
+        let deadline = Instant::now() + self.connect_timeout;
+        loop {
+            // Registered before looking, so a connection freed in between still wakes it.
+            let freed = self.slots.freed.notified();
+            let mut freed = std::pin::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(sender) = self.checkout() {
+                return self.send_pooled(sender, req).await;
+            }
+            if let Some(slot) = self.slots.reserve() {
+                return self.send_fresh(req, slot).await;
+            }
+            // A pooled connection whose last answer hyper is still finishing is ready in a
+            // moment, and nothing would say so: wait on it directly.
+            if let Some(mut sender) = self.checkout_finishing() {
+                match tokio::time::timeout_at(deadline, sender.ready()).await {
+                    Ok(Ok(())) => return self.send_pooled(sender, req).await,
+                    Ok(Err(_closed)) => continue,
+                    Err(_elapsed) => return Err(SendError::Busy),
+                }
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return Err(SendError::Busy);
+            }
+        }
+    }
+
+    /// Sends on a new connection, which takes `slot` for as long as it is open.
     async fn send_fresh(
         self: &Arc<Self>,
         mut req: Request<RequestBody>,
+        slot: Slot,
     ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
-        match self.connect().await? {
+        match self.connect(slot).await? {
             Connected::Http1(mut sender) => {
                 let req = self.http1_form(req);
                 let resp = sender
@@ -298,17 +430,29 @@ impl Upstream {
         None
     }
 
+    /// The most recently used pooled connection that is open but not yet ready: hyper has
+    /// not finished with its last answer.
+    fn checkout_finishing(&self) -> Option<http1::SendRequest<RequestBody>> {
+        let mut pool = self.lock();
+        let idle = &mut pool.http1;
+        let at = idle.iter().rposition(|p| !p.sender.is_closed())?;
+        Some(idle.remove(at).sender)
+    }
+
     /// Keeps a connection whose answer is done with. Past the cap, the connections idle
     /// longest are closed once idle for [`PAST_CAP_GRACE`].
     fn checkin(&self, sender: http1::SendRequest<RequestBody>) {
         if sender.is_closed() || self.max_idle == 0 {
             return;
         }
-        let mut pool = self.lock();
-        // Read under the lock: the pool stays ordered by return time.
-        let now = Instant::now();
-        pool.http1.push(Pooled { sender, used: now });
-        self.trim(&mut pool.http1, now);
+        {
+            let mut pool = self.lock();
+            // Read under the lock: the pool stays ordered by return time.
+            let now = Instant::now();
+            pool.http1.push(Pooled { sender, used: now });
+            self.trim(&mut pool.http1, now);
+        }
+        self.slots.freed.notify_one();
     }
 
     /// Closes the connections past the cap that have been idle for [`PAST_CAP_GRACE`], the
@@ -341,18 +485,18 @@ impl Upstream {
     }
 
     /// A new connection: DNS, TCP, TLS and the HTTP handshake, all within
-    /// `timeouts.connect`.
-    async fn connect(&self) -> Result<Connected, SendError> {
-        match tokio::time::timeout(self.connect_timeout, self.connect_inner()).await {
+    /// `timeouts.connect`. Its driver holds `slot` until the connection ends.
+    async fn connect(&self, slot: Slot) -> Result<Connected, SendError> {
+        match tokio::time::timeout(self.connect_timeout, self.connect_inner(slot)).await {
             Ok(result) => result,
             Err(_) => Err(SendError::ConnectTimeout),
         }
     }
 
-    async fn connect_inner(&self) -> Result<Connected, SendError> {
+    async fn connect_inner(&self, slot: Slot) -> Result<Connected, SendError> {
         let tcp = self.tcp().await?;
         let Some((connector, name)) = &self.tls else {
-            return http1_handshake(TokioIo::new(tcp)).await;
+            return http1_handshake(TokioIo::new(tcp), slot).await;
         };
         let stream = connector
             .connect(name.clone(), tcp)
@@ -366,10 +510,10 @@ impl Upstream {
                 .handshake(io)
                 .await
                 .map_err(SendError::Handshake)?;
-            spawn_driver(conn);
+            spawn_driver(conn, slot);
             Ok(Connected::Http2(sender))
         } else {
-            http1_handshake(io).await
+            http1_handshake(io, slot).await
         }
     }
 
@@ -406,7 +550,7 @@ enum Connected {
     Http2(http2::SendRequest<RequestBody>),
 }
 
-async fn http1_handshake<T>(io: T) -> Result<Connected, SendError>
+async fn http1_handshake<T>(io: T, slot: Slot) -> Result<Connected, SendError>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -414,18 +558,18 @@ where
         .handshake(io)
         .await
         .map_err(SendError::Handshake)?;
-    spawn_driver(conn);
+    spawn_driver(conn, slot);
     Ok(Connected::Http1(sender))
 }
 
-/// Drives one upstream connection until it closes; its errors reach the exchange that
-/// was using it.
-fn spawn_driver<F, E>(conn: F)
+/// Drives one upstream connection until it closes, holding its `slot` until then; its
+/// errors reach the exchange that was using it.
+fn spawn_driver<F, E>(conn: F, slot: Slot)
 where
     F: Future<Output = Result<(), E>> + Send + 'static,
     E: std::fmt::Display,
 {
-    tokio::spawn(Driven { conn });
+    tokio::spawn(Driven { conn, _slot: slot });
 }
 
 pin_project_lite::pin_project! {
@@ -435,6 +579,7 @@ pin_project_lite::pin_project! {
     struct Driven<F> {
         #[pin]
         conn: F,
+        _slot: Slot,
     }
 }
 
@@ -585,6 +730,11 @@ mod tests {
     }
 
     fn upstream(addr: SocketAddr, max_idle: usize) -> Arc<Upstream> {
+        limited(addr, max_idle, 10_000)
+    }
+
+    /// As [`upstream`], opening at most `max_open` connections.
+    fn limited(addr: SocketAddr, max_idle: usize, max_open: usize) -> Arc<Upstream> {
         let config = warden_config::zero_config(&warden_config::ZeroConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             upstream: format!("http://{addr}"),
@@ -594,7 +744,96 @@ mod tests {
         })
         .expect("config");
         let route = &config.connections[0].routes[0];
-        Upstream::new(route, max_idle).expect("upstream")
+        let size = PoolSize {
+            idle: max_idle,
+            open: max_open,
+        };
+        Upstream::new(route, size).expect("upstream")
+    }
+
+    /// `GET /hold` on `up`: the head of an answer still streaming, and its lease.
+    async fn hold(up: &Arc<Upstream>, addr: SocketAddr) -> (Response<Incoming>, Option<Lease>) {
+        let mut req = Request::new(RequestBody::empty());
+        *req.uri_mut() = format!("http://{addr}/hold").parse().expect("uri");
+        let (resp, lease) = up.round_trip(req).await.expect("answer");
+        assert_eq!(resp.status(), 200);
+        (resp, lease)
+    }
+
+    /// At the limit, requests wait for the connections already open instead of opening
+    /// more; each gets its answer once one comes back.
+    #[tokio::test]
+    async fn at_the_limit_requests_wait_for_a_connection_to_come_back() {
+        let gate = Arc::new(Semaphore::new(0));
+        let server = counting(Arc::clone(&gate)).await;
+        let up = limited(server.addr, 64, 2);
+        let requests = burst(&up, server.addr);
+        until("two connections", || {
+            server.accepted.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        for request in requests {
+            request.await.expect("request");
+        }
+        // Ten answers on two connections (ten connections without the limit).
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(up.slots.open.load(Ordering::SeqCst), 2);
+    }
+
+    /// A request that finds every connection busy for `timeouts.connect` is told so, as
+    /// warden's own limit, not as an upstream fault.
+    #[tokio::test]
+    async fn at_the_limit_a_request_waits_no_longer_than_the_connect_timeout() {
+        let hold_gate = Arc::new(Semaphore::new(0));
+        let server = counting_holding(
+            Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            Arc::clone(&hold_gate),
+        )
+        .await;
+        let up = limited(server.addr, 64, 1);
+        let streaming = hold(&up, server.addr).await;
+        // Paused once connected (see the burst test).
+        tokio::time::pause();
+        let start = Instant::now();
+        let mut req = Request::new(RequestBody::empty());
+        *req.uri_mut() = format!("http://{}/x", server.addr).parse().expect("uri");
+        let Err(err) = up.round_trip(req).await else {
+            panic!("an answer while every connection was busy");
+        };
+        assert!(matches!(err, SendError::Busy), "{err:?}");
+        assert!(err.nothing_sent());
+        // The timer's millisecond ticks round up.
+        let waited = start.elapsed();
+        assert!(
+            waited >= up.connect_timeout && waited <= up.connect_timeout + Duration::from_millis(5),
+            "waited {waited:?}"
+        );
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+        drop(streaming);
+    }
+
+    /// A connection that closes frees its place for a request waiting at the limit.
+    #[tokio::test]
+    async fn a_connection_that_closes_frees_its_place_for_a_waiting_request() {
+        let server = counting_holding(
+            Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            Arc::new(Semaphore::new(0)),
+        )
+        .await;
+        let up = limited(server.addr, 64, 1);
+        let streaming = hold(&up, server.addr).await;
+        let waiting = {
+            let up = Arc::clone(&up);
+            let addr = server.addr;
+            tokio::spawn(async move { get(&up, addr).await })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+        // Dropped before its end, the answer's connection cannot be reused: it closes.
+        drop(streaming);
+        waiting.await.expect("served on a new connection");
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
     }
 
     async fn get(up: &Arc<Upstream>, addr: SocketAddr) {
@@ -634,10 +873,15 @@ mod tests {
             &format!("\n      tls: {{ ca_file: {} }}", ca_file.display()),
         );
         let config = warden_config::parse(&yaml, "test").expect("config");
-        let pool = Upstream::new(&config.connections[0].routes[0], 4).expect("upstream");
+        let pool = Upstream::new(
+            &config.connections[0].routes[0],
+            PoolSize { idle: 4, open: 4 },
+        )
+        .expect("upstream");
         let mut req = Request::new(RequestBody::empty());
         *req.uri_mut() = Uri::from_static("/x");
-        let (resp, lease) = pool.send_fresh(req).await.expect("answer");
+        let slot = pool.slots.reserve().expect("a free slot");
+        let (resp, lease) = pool.send_fresh(req, slot).await.expect("answer");
         assert!(lease.is_none(), "h2 connections are shared, not lent");
         assert_eq!(resp.status(), 200);
         let body = resp.into_body().collect().await.expect("body").to_bytes();

@@ -27,6 +27,8 @@ pub(crate) enum Failure {
     },
     /// The client's body passed `limits.max_request_body_bytes` while it streamed.
     BodyTooLarge,
+    /// Every connection the route may open stayed busy for `timeouts.connect`.
+    Busy,
 }
 
 impl Failure {
@@ -34,6 +36,7 @@ impl Failure {
     pub(crate) fn into_local(self) -> LocalError {
         match self {
             Failure::BodyTooLarge => LocalError::BodyTooLarge,
+            Failure::Busy => LocalError::UpstreamBusy,
             Failure::Upstream {
                 kind: ErrorKind::Timeout,
                 ..
@@ -50,6 +53,10 @@ impl From<SendError> for Failure {
     fn from(err: SendError) -> Self {
         if is_body_limit(&err) {
             return Failure::BodyTooLarge;
+        }
+        // warden's own limit: nothing the upstream did, so nothing health should hear of.
+        if matches!(err, SendError::Busy) {
+            return Failure::Busy;
         }
         let (kind, tls) = fault(&err);
         tracing::debug!(
