@@ -43,6 +43,35 @@ async fn handle(
     client_addr: HeaderValue,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let start = Instant::now();
+    // Bound before the call, not matched around it: a `match` keeps its scrutinee's room
+    // (the whole `Result`, 328 bytes) beside `forward`'s future.
+    let ready = match prepare(&route, req, client_addr, start).await {
+        Ok(ready) => ready,
+        Err(local) => return Ok(local),
+    };
+    Ok(forward(route, ready, start).await)
+}
+
+/// A request past every stage that may refuse it, ready to go upstream.
+struct Ready {
+    attempt: Attempt,
+    info: Arc<RequestInfo>,
+    request: RetryRequest,
+    refresh_key: Option<u64>,
+    tools: ToolCalls,
+}
+
+/// The stages before the upstream: admission, read-ahead, the health gate. Apart from
+/// [`forward`] because a local borrowed in an `async fn` keeps its room in the future
+/// until the function ends: in one function, the client's request, its parts and body
+/// (about 700 bytes, all moved on by then) were held beside the retry loop's future, and
+/// every request's future was a 4 KiB block where 3 KiB now do.
+async fn prepare(
+    route: &Arc<Route>,
+    req: Request<ClientBody>,
+    client_addr: HeaderValue,
+    start: Instant,
+) -> Result<Ready, Response<ResponseBody>> {
     let (state, settings) = (&*route.state, &route.settings);
     let admission = Admission {
         authority: &settings.authority,
@@ -61,7 +90,7 @@ async fn handle(
             &resp,
             start,
         );
-        return Ok(resp);
+        return Err(resp);
     }
     let (mut parts, body) = req.into_parts();
     let (request_id, trace_id) = if settings.access_log {
@@ -99,7 +128,7 @@ async fn handle(
                 &resp,
                 start,
             );
-            return Ok(resp);
+            return Err(resp);
         }
     };
     let grant_type = if token_request {
@@ -125,7 +154,7 @@ async fn handle(
                 &resp,
                 start,
             );
-            return Ok(resp);
+            return Err(resp);
         }
     }
     let refresh_grant = gate_request == GateRequest::RefreshGrant;
@@ -161,7 +190,26 @@ async fn handle(
         idempotent: retry::is_idempotent(&info.method),
         deadline: start + settings.request_timeout,
     };
+    Ok(Ready {
+        attempt,
+        info,
+        request,
+        refresh_key,
+        tools,
+    })
+}
 
+/// The stages from the upstream on: the retry loop (behind a coalesced refresh when one
+/// is in flight), then the answer, recorded when its body ends.
+async fn forward(route: Arc<Route>, ready: Ready, start: Instant) -> Response<ResponseBody> {
+    let Ready {
+        attempt,
+        info,
+        request,
+        refresh_key,
+        tools,
+    } = ready;
+    let (state, settings) = (&*route.state, &route.settings);
     let answer = match refresh_key {
         Some(key) => {
             let exchange = {
@@ -209,7 +257,7 @@ async fn handle(
     if from_upstream && let Some(watch) = watch_for(state.role, &parts.headers) {
         finish = finish.watch(watch, &parts, tools);
     }
-    Ok(Response::from_parts(parts, body.finish_with(finish)))
+    Response::from_parts(parts, body.finish_with(finish))
 }
 
 /// The retry loop around the attempt stage, each given its narrow view of the route.

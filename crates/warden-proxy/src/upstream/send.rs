@@ -2,7 +2,10 @@
 //! body read ahead and looked at), all before the request's deadline; and how it failed
 //! when it did.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use http::{Request, Response, Version};
 use http_body_util::LengthLimitError;
@@ -89,59 +92,89 @@ impl Upstream {
     /// Sends `request` and returns the response head, hop-by-hop headers gone; with
     /// `token_answer`, the body is read ahead (bounded) and its `error`/`access_token`
     /// looked at. All before `deadline`.
-    pub(crate) async fn send(
+    pub(crate) fn send(
         self: &Arc<Self>,
         request: Request<RequestBody>,
         token_answer: bool,
         deadline: Instant,
-    ) -> Result<(Response<ResponseBody>, TokenAnswer), Failure> {
-        let exchange = async {
-            let (resp, lease) = self.round_trip(request).await.map_err(Failure::from)?;
-            let (mut parts, body) = resp.into_parts();
-            headers::strip_hop_by_hop(&mut parts.headers);
-            // The client keeps its own protocol and keep-alive whatever the upstream
-            // speaks: an HTTP/1.0 upstream must not turn the client's connection into
-            // one-request-per-connection. (HTTP/2 clients ignore the field.)
-            parts.version = Version::HTTP_11;
-            if !token_answer {
-                return Ok((
-                    Response::from_parts(parts, ResponseBody::upstream(body, lease)),
-                    TokenAnswer::default(),
-                ));
+    ) -> Bounded<impl Future<Output = Exchanged> + '_> {
+        Bounded {
+            exchange: tokio::time::timeout_at(deadline, self.exchange(request, token_answer)),
+        }
+    }
+
+    /// [`Upstream::send`] without its deadline.
+    async fn exchange(
+        self: &Arc<Self>,
+        request: Request<RequestBody>,
+        token_answer: bool,
+    ) -> Exchanged {
+        let (resp, lease) = self.round_trip(request).await.map_err(Failure::from)?;
+        let (mut parts, body) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        // The client keeps its own protocol and keep-alive whatever the upstream
+        // speaks: an HTTP/1.0 upstream must not turn the client's connection into
+        // one-request-per-connection. (HTTP/2 clients ignore the field.)
+        parts.version = Version::HTTP_11;
+        if !token_answer {
+            return Ok((
+                Response::from_parts(parts, ResponseBody::upstream(body, lease)),
+                TokenAnswer::default(),
+            ));
+        }
+        let body = Prefixed::read(body, TOKEN_BODY_LIMIT).await;
+        // Read to its end (nearly always: token answers are small), the connection is
+        // idle again; if not, the pool skips it until it is.
+        drop(lease);
+        let body = body.map_err(|err| {
+            tracing::debug!(
+                upstream = %self.authority(),
+                error = %err,
+                "upstream token answer broke off"
+            );
+            Failure::Upstream {
+                kind: ErrorKind::Reset,
+                nothing_sent: false,
+                tls: None,
             }
-            let body = Prefixed::read(body, TOKEN_BODY_LIMIT).await;
-            // Read to its end (nearly always: token answers are small), the connection is
-            // idle again; if not, the pool skips it until it is.
-            drop(lease);
-            let body = body.map_err(|err| {
-                tracing::debug!(
-                    upstream = %self.authority(),
-                    error = %err,
-                    "upstream token answer broke off"
-                );
-                Failure::Upstream {
-                    kind: ErrorKind::Reset,
-                    nothing_sent: false,
-                    tls: None,
-                }
-            })?;
-            let answer = if body.is_complete() {
-                TokenAnswer::parse(body.prefix())
-            } else {
-                TokenAnswer::default()
-            };
-            Ok((
-                Response::from_parts(parts, ResponseBody::prefixed(body)),
-                answer,
-            ))
+        })?;
+        let answer = if body.is_complete() {
+            TokenAnswer::parse(body.prefix())
+        } else {
+            TokenAnswer::default()
         };
-        match tokio::time::timeout_at(deadline, exchange).await {
+        Ok((
+            Response::from_parts(parts, ResponseBody::prefixed(body)),
+            answer,
+        ))
+    }
+}
+
+/// What one attempt's exchange ends in.
+type Exchanged = Result<(Response<ResponseBody>, TokenAnswer), Failure>;
+
+pin_project_lite::pin_project! {
+    /// An exchange bounded by the request's deadline, past which it fails as a timeout. A
+    /// struct rather than an `async` block around the timeout: the block would keep the
+    /// exchange it captured beside the one it awaits, and every attempt's future would
+    /// carry the request once more (264 bytes, enough to take it up a size class).
+    pub(crate) struct Bounded<F> {
+        #[pin]
+        exchange: tokio::time::Timeout<F>,
+    }
+}
+
+impl<F: Future<Output = Exchanged>> Future for Bounded<F> {
+    type Output = Exchanged;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Exchanged> {
+        Poll::Ready(match std::task::ready!(self.project().exchange.poll(cx)) {
             Ok(result) => result,
             Err(_elapsed) => Err(Failure::Upstream {
                 kind: ErrorKind::Timeout,
                 nothing_sent: false,
                 tls: None,
             }),
-        }
+        })
     }
 }
