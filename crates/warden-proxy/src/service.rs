@@ -43,172 +43,146 @@ async fn handle(
     client_addr: HeaderValue,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let start = Instant::now();
-    // Bound before the call, not matched around it: a `match` keeps its scrutinee's room
-    // (the whole `Result`, 328 bytes) beside `forward`'s future.
-    let ready = match prepare(&route, req, client_addr, start).await {
-        Ok(ready) => ready,
-        Err(local) => return Ok(local),
-    };
-    Ok(forward(route, ready, start).await)
-}
-
-/// A request past every stage that may refuse it, ready to go upstream.
-struct Ready {
-    attempt: Attempt,
-    info: Arc<RequestInfo>,
-    request: RetryRequest,
-    refresh_key: Option<u64>,
-    tools: ToolCalls,
-}
-
-/// The stages before the upstream: admission, read-ahead, the health gate. Apart from
-/// [`forward`] because a local borrowed in an `async fn` keeps its room in the future
-/// until the function ends: in one function, the client's request, its parts and body
-/// (about 700 bytes, all moved on by then) were held beside the retry loop's future, and
-/// every request's future was a 4 KiB block where 3 KiB now do.
-async fn prepare(
-    route: &Arc<Route>,
-    req: Request<ClientBody>,
-    client_addr: HeaderValue,
-    start: Instant,
-) -> Result<Ready, Response<ResponseBody>> {
-    let (state, settings) = (&*route.state, &route.settings);
-    let admission = Admission {
-        authority: &settings.authority,
-        listen: settings.listen,
-        max_header_bytes: settings.max_header_bytes,
-        max_body_bytes: settings.max_body_bytes,
-    };
-    if let Err(local) = admit(&req, &admission) {
-        let resp = answer_locally(state, local, start);
-        access_local(
-            state,
-            settings,
-            req.method(),
-            req.uri().path(),
-            req.headers(),
-            &resp,
-            start,
-        );
-        return Err(resp);
-    }
-    let (mut parts, body) = req.into_parts();
-    let (request_id, trace_id) = if settings.access_log {
-        (
-            Some(access::request_id(&mut parts.headers)),
-            access::trace_id(&parts.headers),
-        )
-    } else {
-        (None, None)
-    };
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let token_request = settings.token_path.as_deref() == Some(path.path());
-    let watched = WatchedHeaders::capture(&settings.watched_request_headers, &parts.headers);
-    let plan = ReadAhead {
-        max_body_bytes: settings.max_body_bytes,
-        replay: settings.retry.max_attempts > 1,
-        replay_bytes: settings.retry.max_body_bytes,
-        token_request,
-        mcp: state.role == Role::Mcp,
-    };
-    let body = match read_ahead(&parts.headers, body, plan).await {
-        Ok(body) => body,
-        Err(local) => {
-            let resp = answer_locally(state, local, start);
-            access_local(
-                state,
-                settings,
-                &parts.method,
-                path.path(),
-                &parts.headers,
-                &resp,
-                start,
-            );
-            return Err(resp);
-        }
-    };
-    let grant_type = if token_request {
-        exchange::grant_type(body.prefix())
-    } else {
-        None
-    };
-    let gate_request = if token_request {
-        GateRequest::token(grant_type.as_deref())
-    } else {
-        GateRequest::NotToken
-    };
-    match state.health.gate(state.role, gate_request) {
-        Gate::Forward => {}
-        refused => {
-            let resp = short_circuit(state, refused, gate_request, start);
-            access_local(
-                state,
-                settings,
-                &parts.method,
-                path.path(),
-                &parts.headers,
-                &resp,
-                start,
-            );
-            return Err(resp);
-        }
-    }
-    let refresh_grant = gate_request == GateRequest::RefreshGrant;
-    let refresh_key = refresh_grant
-        .then(|| exchange::form_field(body.prefix(), b"refresh_token"))
-        .flatten()
-        .map(|token| state.refreshes.key(&token));
-    let tools = if state.role == Role::Mcp {
-        ToolCalls::of_request(body.complete_bytes().as_deref())
-    } else {
-        ToolCalls::None
-    };
-
-    let body = match body.complete_bytes() {
-        Some(bytes) if bytes.len() as u64 <= settings.retry.max_body_bytes => {
-            AttemptBody::Buffered(bytes)
-        }
-        _ => AttemptBody::Streaming(RequestBody::client(body)),
-    };
-    let attempt = forwarded(settings, parts, path.clone(), &client_addr, body);
-    let info = Arc::new(RequestInfo {
-        method: attempt.method.clone(),
-        path,
-        watched,
-        token_request,
-        grant_type,
-        refresh_grant,
-        request_id,
-        trace_id,
-    });
-    let request = RetryRequest {
-        gate_request,
-        idempotent: retry::is_idempotent(&info.method),
-        deadline: start + settings.request_timeout,
-    };
-    Ok(Ready {
-        attempt,
-        info,
-        request,
-        refresh_key,
-        tools,
-    })
-}
-
-/// The stages from the upstream on: the retry loop (behind a coalesced refresh when one
-/// is in flight), then the answer, recorded when its body ends.
-async fn forward(route: Arc<Route>, ready: Ready, start: Instant) -> Response<ResponseBody> {
+    // The stages before the upstream (admission, read-ahead, the health gate), in a block:
+    // a local that was ever borrowed keeps its room in the future until its scope ends, so
+    // in the function's own scope the client's request, its parts and body (about 700
+    // bytes, all moved on by then) were held beside the retry loop's future, and every
+    // request's future took a 4 KiB block where 3 KiB now do. (Two functions would do the
+    // same, at the price of moving what this block hands on once more.)
     let Ready {
         attempt,
         info,
         request,
         refresh_key,
         tools,
-    } = ready;
+    } = {
+        let (req, client_addr) = (req, client_addr);
+        let (state, settings) = (&*route.state, &route.settings);
+        let admission = Admission {
+            authority: &settings.authority,
+            listen: settings.listen,
+            max_header_bytes: settings.max_header_bytes,
+            max_body_bytes: settings.max_body_bytes,
+        };
+        if let Err(local) = admit(&req, &admission) {
+            let resp = answer_locally(state, local, start);
+            access_local(
+                state,
+                settings,
+                req.method(),
+                req.uri().path(),
+                req.headers(),
+                &resp,
+                start,
+            );
+            return Ok(resp);
+        }
+        let (mut parts, body) = req.into_parts();
+        let (request_id, trace_id) = if settings.access_log {
+            (
+                Some(access::request_id(&mut parts.headers)),
+                access::trace_id(&parts.headers),
+            )
+        } else {
+            (None, None)
+        };
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let token_request = settings.token_path.as_deref() == Some(path.path());
+        let watched = WatchedHeaders::capture(&settings.watched_request_headers, &parts.headers);
+        let plan = ReadAhead {
+            max_body_bytes: settings.max_body_bytes,
+            replay: settings.retry.max_attempts > 1,
+            replay_bytes: settings.retry.max_body_bytes,
+            token_request,
+            mcp: state.role == Role::Mcp,
+        };
+        let body = match read_ahead(&parts.headers, body, plan).await {
+            Ok(body) => body,
+            Err(local) => {
+                let resp = answer_locally(state, local, start);
+                access_local(
+                    state,
+                    settings,
+                    &parts.method,
+                    path.path(),
+                    &parts.headers,
+                    &resp,
+                    start,
+                );
+                return Ok(resp);
+            }
+        };
+        let grant_type = if token_request {
+            exchange::grant_type(body.prefix())
+        } else {
+            None
+        };
+        let gate_request = if token_request {
+            GateRequest::token(grant_type.as_deref())
+        } else {
+            GateRequest::NotToken
+        };
+        match state.health.gate(state.role, gate_request) {
+            Gate::Forward => {}
+            refused => {
+                let resp = short_circuit(state, refused, gate_request, start);
+                access_local(
+                    state,
+                    settings,
+                    &parts.method,
+                    path.path(),
+                    &parts.headers,
+                    &resp,
+                    start,
+                );
+                return Ok(resp);
+            }
+        }
+        let refresh_grant = gate_request == GateRequest::RefreshGrant;
+        let refresh_key = refresh_grant
+            .then(|| exchange::form_field(body.prefix(), b"refresh_token"))
+            .flatten()
+            .map(|token| state.refreshes.key(&token));
+        let tools = if state.role == Role::Mcp {
+            ToolCalls::of_request(body.complete_bytes().as_deref())
+        } else {
+            ToolCalls::None
+        };
+
+        let body = match body.complete_bytes() {
+            Some(bytes) if bytes.len() as u64 <= settings.retry.max_body_bytes => {
+                AttemptBody::Buffered(bytes)
+            }
+            _ => AttemptBody::Streaming(RequestBody::client(body)),
+        };
+        let attempt = forwarded(settings, parts, path.clone(), &client_addr, body);
+        let info = Arc::new(RequestInfo {
+            method: attempt.method.clone(),
+            path,
+            watched,
+            token_request,
+            grant_type,
+            refresh_grant,
+            request_id,
+            trace_id,
+        });
+        let request = RetryRequest {
+            gate_request,
+            idempotent: retry::is_idempotent(&info.method),
+            deadline: start + settings.request_timeout,
+        };
+        Ready {
+            attempt,
+            info,
+            request,
+            refresh_key,
+            tools,
+        }
+    };
     let (state, settings) = (&*route.state, &route.settings);
     let answer = match refresh_key {
         Some(key) => {
@@ -257,7 +231,16 @@ async fn forward(route: Arc<Route>, ready: Ready, start: Instant) -> Response<Re
     if from_upstream && let Some(watch) = watch_for(state.role, &parts.headers) {
         finish = finish.watch(watch, &parts, tools);
     }
-    Response::from_parts(parts, body.finish_with(finish))
+    Ok(Response::from_parts(parts, body.finish_with(finish)))
+}
+
+/// A request past every stage that may refuse it, ready to go upstream.
+struct Ready {
+    attempt: Attempt,
+    info: Arc<RequestInfo>,
+    request: RetryRequest,
+    refresh_key: Option<u64>,
+    tools: ToolCalls,
 }
 
 /// The retry loop around the attempt stage, each given its narrow view of the route.
