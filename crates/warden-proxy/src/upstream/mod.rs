@@ -95,6 +95,10 @@ pub(crate) fn error_kind(err: &SendError) -> ErrorKind {
     match err {
         SendError::Dns(_) => return ErrorKind::Dns,
         SendError::ConnectTimeout => return ErrorKind::Timeout,
+        // Only a probe meets this as a fault (a request gets warden's own 503): no
+        // connection came free in time, which the probe reports as a timeout, not as a
+        // refused connect.
+        SendError::Busy => return ErrorKind::Timeout,
         SendError::Tls(_) => return ErrorKind::Tls,
         _ => {}
     }

@@ -822,6 +822,11 @@ mod tests {
         };
         assert!(matches!(err, SendError::Busy), "{err:?}");
         assert!(err.nothing_sent());
+        // What a recovery probe that met it reports: no connection in time, not a refusal.
+        assert_eq!(
+            crate::upstream::error_kind(&err),
+            warden_config::ErrorKind::Timeout
+        );
         // The timer's millisecond ticks round up.
         let waited = start.elapsed();
         assert!(
