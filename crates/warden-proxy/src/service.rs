@@ -104,16 +104,7 @@ async fn handle(
             Ok(body) => body,
             Err(local) => {
                 let resp = answer_locally(state, local, start);
-                access_local(
-                    state,
-                    settings,
-                    &parts.method,
-                    path.path(),
-                    &parts.headers,
-                    &resp,
-                    start,
-                );
-                return Ok(resp);
+                return Ok(logged(state, settings, &parts, &path, resp, start));
             }
         };
         let grant_type = if token_request {
@@ -130,16 +121,7 @@ async fn handle(
             Gate::Forward => {}
             refused => {
                 let resp = short_circuit(state, refused, gate_request, start);
-                access_local(
-                    state,
-                    settings,
-                    &parts.method,
-                    path.path(),
-                    &parts.headers,
-                    &resp,
-                    start,
-                );
-                return Ok(resp);
+                return Ok(logged(state, settings, &parts, &path, resp, start));
             }
         }
         let refresh_grant = gate_request == GateRequest::RefreshGrant;
@@ -351,6 +333,27 @@ fn forwarded(
         headers,
         body,
     }
+}
+
+/// [`access_local`] for a request already in parts; returns the answer it logged.
+fn logged(
+    state: &RouteState,
+    settings: &RouteSettings,
+    parts: &http::request::Parts,
+    path: &PathAndQuery,
+    resp: Response<ResponseBody>,
+    start: Instant,
+) -> Response<ResponseBody> {
+    access_local(
+        state,
+        settings,
+        &parts.method,
+        path.path(),
+        &parts.headers,
+        &resp,
+        start,
+    );
+    resp
 }
 
 /// The access line of an answer warden wrote itself before any upstream work (a refusal

@@ -786,15 +786,7 @@ mod tests {
         let gate = Arc::new(Semaphore::new(0));
         let server = counting(Arc::clone(&gate)).await;
         let up = limited(server.addr, 64, 2);
-        let requests = burst(&up, server.addr);
-        until("two connections", || {
-            server.accepted.load(Ordering::SeqCst) == 2
-        })
-        .await;
-        gate.add_permits(Semaphore::MAX_PERMITS / 2);
-        for request in requests {
-            request.await.expect("request");
-        }
+        held_burst(&up, &server, &gate, 2).await;
         // Ten answers on two connections (ten connections without the limit).
         assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
         assert_eq!(up.slots.open.load(Ordering::SeqCst), 2);
@@ -932,6 +924,25 @@ mod tests {
             .collect()
     }
 
+    /// A [`burst`] whose answers `gate` holds until the upstream has accepted `connections`
+    /// connections; returns once every answer has arrived.
+    async fn held_burst(
+        up: &Arc<Upstream>,
+        server: &Counting,
+        gate: &Semaphore,
+        connections: usize,
+    ) {
+        let requests = burst(up, server.addr);
+        until("the connections", || {
+            server.accepted.load(Ordering::SeqCst) == connections
+        })
+        .await;
+        gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        for request in requests {
+            request.await.expect("request");
+        }
+    }
+
     /// The cap is on idle connections: a burst past it keeps its connections for the
     /// requests that come right after, and once they have been idle a while no more than
     /// the cap stay open.
@@ -940,15 +951,7 @@ mod tests {
         let gate = Arc::new(Semaphore::new(0));
         let server = counting(Arc::clone(&gate)).await;
         let up = upstream(server.addr, 3);
-        let first = burst(&up, server.addr);
-        until("ten connections", || {
-            server.accepted.load(Ordering::SeqCst) == 10
-        })
-        .await;
-        gate.add_permits(Semaphore::MAX_PERMITS / 2);
-        for request in first {
-            request.await.expect("request");
-        }
+        held_burst(&up, &server, &gate, 10).await;
         assert_eq!(up.lock().http1.len(), 10, "all ten back in the pool");
         // Ten more at once, right after: the same ten connections serve them (three when
         // the ones past the cap closed as they came back: seven new connections).
