@@ -699,6 +699,11 @@ mod tests {
         }
     }
 
+    /// As [`counting_holding`], answering everything but `/hold` at once.
+    async fn holding(hold: Arc<Semaphore>) -> Counting {
+        counting_holding(Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)), hold).await
+    }
+
     /// As [`counting`]; `/hold` is answered at once with a body that ends when `hold` gives
     /// a permit.
     async fn counting_holding(gate: Arc<Semaphore>, hold: Arc<Semaphore>) -> Counting {
@@ -797,11 +802,7 @@ mod tests {
     #[tokio::test]
     async fn at_the_limit_a_request_waits_no_longer_than_the_connect_timeout() {
         let hold_gate = Arc::new(Semaphore::new(0));
-        let server = counting_holding(
-            Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
-            Arc::clone(&hold_gate),
-        )
-        .await;
+        let server = holding(Arc::clone(&hold_gate)).await;
         let up = limited(server.addr, 64, 1);
         let streaming = hold(&up, server.addr).await;
         // Paused once connected (see the burst test).
@@ -832,11 +833,7 @@ mod tests {
     /// A connection that closes frees its place for a request waiting at the limit.
     #[tokio::test]
     async fn a_connection_that_closes_frees_its_place_for_a_waiting_request() {
-        let server = counting_holding(
-            Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
-            Arc::new(Semaphore::new(0)),
-        )
-        .await;
+        let server = holding(Arc::new(Semaphore::new(0))).await;
         let up = limited(server.addr, 64, 1);
         let streaming = hold(&up, server.addr).await;
         let waiting = {
@@ -998,11 +995,7 @@ mod tests {
     #[tokio::test]
     async fn answers_still_streaming_leave_the_pool_to_idle_connections() {
         let hold = Arc::new(Semaphore::new(0));
-        let server = counting_holding(
-            Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
-            Arc::clone(&hold),
-        )
-        .await;
+        let server = holding(Arc::clone(&hold)).await;
         let up = upstream(server.addr, 2);
         let mut streaming = Vec::new();
         for _ in 0..2 {
