@@ -76,7 +76,7 @@ pub const RETRIES_IN_FLIGHT: Family = family(
 pub const SHORT_CIRCUITS: Family = family(
     "warden_short_circuits_total",
     Kind::Counter,
-    "Requests warden answered itself instead of the upstream, by reason (needs_reauth, circuit_open)",
+    "Requests warden answered itself instead of the upstream, by reason (needs_reauth, circuit_open, upstream_busy)",
 );
 /// `warden_connection_state{connection,state}`.
 pub const CONNECTION_STATE: Family = family(

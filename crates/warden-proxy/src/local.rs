@@ -74,6 +74,13 @@ impl LocalError {
         }
     }
 
+    /// Whether `headers` are those of this answer.
+    pub(crate) fn marks(self, headers: &http::HeaderMap) -> bool {
+        headers
+            .get(&X_WARDEN_ERROR)
+            .is_some_and(|v| v.as_bytes() == self.code().as_bytes())
+    }
+
     pub(crate) fn error_kind(self) -> Option<ErrorKind> {
         match self {
             LocalError::Unreachable(kind) => Some(kind),

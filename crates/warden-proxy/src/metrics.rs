@@ -87,7 +87,7 @@ pub(crate) struct RouteMetrics {
     probes: [Counter; 2],
 }
 
-const SHORT_CIRCUIT_REASONS: [&str; 2] = ["needs_reauth", "circuit_open"];
+const SHORT_CIRCUIT_REASONS: [&str; 3] = ["needs_reauth", "circuit_open", "upstream_busy"];
 
 impl RouteMetrics {
     pub(crate) fn new(connection: &str, role: Role) -> Self {
@@ -196,7 +196,7 @@ impl RouteMetrics {
     }
 
     /// A request answered by warden for the upstream; `reason` is one of
-    /// `needs_reauth`, `circuit_open`.
+    /// `needs_reauth`, `circuit_open`, `upstream_busy`.
     pub(crate) fn short_circuit(&self, reason: &'static str, seconds: f64) {
         self.record(Outcome::ShortCircuit, seconds);
         if let Some(i) = SHORT_CIRCUIT_REASONS.iter().position(|r| *r == reason) {

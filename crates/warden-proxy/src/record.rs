@@ -197,6 +197,9 @@ pub(crate) struct Finish {
     /// The worst verdict a body-reading rule gave, if any did.
     body_verdict: Option<Verdict>,
     broke_off: bool,
+    /// Answered by warden at its own upstream connection limit: a short circuit, not a
+    /// verdict on anything the upstream or the client did.
+    shed: bool,
     status: Option<u16>,
     /// Kept only when body rules may need them.
     response_headers: Option<HeaderMap>,
@@ -226,11 +229,19 @@ impl Finish {
             head_verdict,
             body_verdict: None,
             broke_off: false,
+            shed: false,
             status: Some(status),
             response_headers: None,
             watch: None,
             tools: ToolCalls::None,
         }
+    }
+
+    /// Records the request as a short circuit (`upstream_busy`): warden's own limit
+    /// answered it.
+    pub(crate) fn shed(mut self) -> Self {
+        self.shed = true;
+        self
     }
 
     /// Looks at an MCP answer's body for JSON-RPC errors and tool results.
@@ -299,9 +310,15 @@ impl Finish {
         if self.refresh_grant {
             self.ctx.metrics.token_refresh(verdict);
         }
-        self.ctx
-            .metrics
-            .record(Outcome::Verdict(verdict), self.head_seconds);
+        if self.shed {
+            self.ctx
+                .metrics
+                .short_circuit("upstream_busy", self.head_seconds);
+        } else {
+            self.ctx
+                .metrics
+                .record(Outcome::Verdict(verdict), self.head_seconds);
+        }
         if verdict != self.head_verdict || self.broke_off {
             tracing::info!(
                 connection = %self.ctx.connection,
@@ -331,7 +348,7 @@ impl Finish {
             method = %self.info.method,
             path = self.info.path.path(),
             status = self.status,
-            verdict = verdict.as_str(),
+            verdict = if self.shed { "short_circuit" } else { verdict.as_str() },
             rule = exchange.and_then(|e| e.rule.as_ref()).map(RuleRef::name),
             attempts = exchange.map_or(0, |e| e.attempts),
             upstream_ms = exchange.map(|e| e.upstream_seconds * 1000.0),

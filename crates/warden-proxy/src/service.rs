@@ -213,6 +213,9 @@ async fn handle(
     if from_upstream && let Some(watch) = watch_for(state.role, &parts.headers) {
         finish = finish.watch(watch, &parts, tools);
     }
+    if !from_upstream && LocalError::UpstreamBusy.marks(&parts.headers) {
+        finish = finish.shed();
+    }
     Ok(Response::from_parts(parts, body.finish_with(finish)))
 }
 

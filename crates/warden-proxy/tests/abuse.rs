@@ -379,6 +379,19 @@ async fn at_the_upstream_connection_limit_a_request_gets_503_and_health_stays_he
         .expect("the connection")
         .snapshot();
     assert_eq!(row.state.as_str(), "healthy");
+    // Counted as warden's own answer, once its body has gone out.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let busy = || {
+        warden_fixtures::metrics::metric(
+            &support::scrape(),
+            "warden_short_circuits_total",
+            &[("connection", "t"), ("reason", "upstream_busy")],
+        )
+    };
+    while busy() != Some(1.0) {
+        assert!(Instant::now() < deadline, "short circuits: {:?}", busy());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     // The slow answer still arrives on its connection; after it the route serves again.
     let answer = slow.await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
