@@ -386,7 +386,7 @@ fn the_alert_rules_pass_promtool_check_and_unit_tests() {
     )
     .expect("copy the rule tests");
     let checked = promtool(&bin, &["check", "rules", "rules.yaml"], dir.path());
-    assert!(checked.contains("SUCCESS: 4 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 5 rules found"), "{checked}");
     promtool(
         &bin,
         &["test", "rules", "prometheusrule.test.yaml"],
