@@ -124,7 +124,7 @@ pub(crate) struct AttemptRoute<'a> {
 /// Sends attempt number `number` (1 for the first) and classifies its answer, counting
 /// upstream errors; health is told later, through the result's [`Pending`].
 pub(crate) async fn attempt(
-    route: &AttemptRoute<'_>,
+    route: AttemptRoute<'_>,
     attempt: Attempt,
     number: u32,
     info: &RequestInfo,

@@ -18,7 +18,7 @@ use warden_policy::{Decision, Event, Observation, Policy, RuleRef};
 use crate::health::HealthHandle;
 use crate::metrics::{Outcome, RouteMetrics, ToolResult};
 use crate::observe::jsonrpc::{self, JsonRpcSseWatcher, MessageFacts};
-use crate::request::{RequestInfo, ResponseHeaders};
+use crate::request::{RequestInfo, ResponseHeaders, ToolCalls};
 
 /// How much of one MCP JSON body or one SSE event is kept to look at; larger ones pass
 /// unread, so a hostile upstream cannot make warden hold its stream.
@@ -111,42 +111,6 @@ pub(crate) struct Recorder {
     pub access_log: bool,
 }
 
-/// Which answers of an MCP exchange are `tools/call` results.
-pub(crate) enum ToolCalls {
-    /// The request was read and holds no `tools/call`.
-    None,
-    /// The ids of the request's `tools/call` messages.
-    Ids(Vec<serde_json::Value>),
-    /// The request body was not read (too large): only `isError: true`, which only a tool
-    /// result carries, is counted.
-    Unknown,
-}
-
-impl ToolCalls {
-    /// From the request body, when warden read all of it.
-    pub(crate) fn of_request(body: Option<&[u8]>) -> ToolCalls {
-        match body {
-            None => ToolCalls::Unknown,
-            Some(body) => {
-                let ids = jsonrpc::tool_call_ids(body);
-                if ids.is_empty() {
-                    ToolCalls::None
-                } else {
-                    ToolCalls::Ids(ids)
-                }
-            }
-        }
-    }
-
-    fn answers(&self, message: &MessageFacts) -> bool {
-        match self {
-            ToolCalls::None => false,
-            ToolCalls::Ids(ids) => message.id.as_ref().is_some_and(|id| ids.contains(id)),
-            ToolCalls::Unknown => message.tool_error == Some(true),
-        }
-    }
-}
-
 /// What an MCP answer body is looked at for.
 pub(crate) enum Watch {
     /// An event stream: each event's data is one JSON-RPC message (or batch).
@@ -204,7 +168,6 @@ pub(crate) struct Finish {
     /// Kept only when body rules may need them.
     response_headers: Option<HeaderMap>,
     watch: Option<Watch>,
-    tools: ToolCalls,
 }
 
 impl Finish {
@@ -233,7 +196,6 @@ impl Finish {
             status: Some(status),
             response_headers: None,
             watch: None,
-            tools: ToolCalls::None,
         }
     }
 
@@ -245,17 +207,11 @@ impl Finish {
     }
 
     /// Looks at an MCP answer's body for JSON-RPC errors and tool results.
-    pub(crate) fn watch(
-        mut self,
-        watch: Watch,
-        head: &http::response::Parts,
-        tools: ToolCalls,
-    ) -> Self {
+    pub(crate) fn watch(mut self, watch: Watch, head: &http::response::Parts) -> Self {
         if self.ctx.body_rules {
             self.response_headers = Some(head.headers.clone());
         }
         self.watch = Some(watch);
-        self.tools = tools;
         self
     }
 
@@ -265,7 +221,7 @@ impl Finish {
         let Some(mut watch) = self.watch.take() else {
             return;
         };
-        let every_result = matches!(self.tools, ToolCalls::Ids(_));
+        let every_result = matches!(self.info.tools, ToolCalls::Ids(_));
         match &mut watch {
             Watch::Sse(watcher) => {
                 watcher.feed_messages(data, every_result, &mut |m| self.observe(m));
@@ -293,7 +249,7 @@ impl Finish {
                 }
                 // A JSON answer cut short is not looked at: half a document says nothing.
                 Watch::Json(Some(buf)) if end == End::Complete => {
-                    let every_result = matches!(self.tools, ToolCalls::Ids(_));
+                    let every_result = matches!(self.info.tools, ToolCalls::Ids(_));
                     jsonrpc::messages(&buf, every_result, &mut |m| self.observe(m));
                 }
                 Watch::Json(_) => {}
@@ -374,7 +330,7 @@ impl Finish {
     /// One JSON-RPC message of the answer.
     fn observe(&mut self, message: MessageFacts) {
         let metrics = &self.ctx.metrics;
-        let tool_answer = self.tools.answers(&message);
+        let tool_answer = self.info.tools.answers(&message);
         if let Some(code) = message.error_code {
             let label = warden_policy::jsonrpc_code_label(code);
             metrics.jsonrpc_error(label);

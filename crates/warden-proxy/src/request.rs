@@ -6,6 +6,8 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, Method};
 use warden_policy::HeaderLookup;
 
+use crate::observe::jsonrpc::{self, MessageFacts};
+
 /// What classification needs to know about a request after it has gone upstream; shared by
 /// its attempts.
 pub(crate) struct RequestInfo {
@@ -19,6 +21,8 @@ pub(crate) struct RequestInfo {
     /// For the access log; `None` when it is off.
     pub request_id: Option<HeaderValue>,
     pub trace_id: Option<String>,
+    /// The request's `tools/call` ids, which tell tool results in an MCP answer.
+    pub tools: ToolCalls,
 }
 
 /// The request headers the classifier may consult, kept past forwarding. Usually one or
@@ -52,5 +56,41 @@ pub(crate) struct ResponseHeaders<'a>(pub Option<&'a HeaderMap>);
 impl HeaderLookup for ResponseHeaders<'_> {
     fn get(&self, name: &str) -> Option<&str> {
         self.0?.get(name)?.to_str().ok()
+    }
+}
+
+/// Which answers of an MCP exchange are `tools/call` results.
+pub(crate) enum ToolCalls {
+    /// The request was read and holds no `tools/call`.
+    None,
+    /// The ids of the request's `tools/call` messages.
+    Ids(Vec<serde_json::Value>),
+    /// The request body was not read (too large): only `isError: true`, which only a tool
+    /// result carries, is counted.
+    Unknown,
+}
+
+impl ToolCalls {
+    /// From the request body, when warden read all of it.
+    pub(crate) fn of_request(body: Option<&[u8]>) -> ToolCalls {
+        match body {
+            None => ToolCalls::Unknown,
+            Some(body) => {
+                let ids = jsonrpc::tool_call_ids(body);
+                if ids.is_empty() {
+                    ToolCalls::None
+                } else {
+                    ToolCalls::Ids(ids)
+                }
+            }
+        }
+    }
+
+    pub(crate) fn answers(&self, message: &MessageFacts) -> bool {
+        match self {
+            ToolCalls::None => false,
+            ToolCalls::Ids(ids) => message.id.as_ref().is_some_and(|id| ids.contains(id)),
+            ToolCalls::Unknown => message.tool_error == Some(true),
+        }
     }
 }
