@@ -247,9 +247,9 @@ impl Upstream {
                 Err(err) => Box::pin(self.unsent(err)).await,
             };
         }
-        // Boxed: the connect path (DNS, TCP, TLS, handshake) and the wait at the limit are
-        // the cold ones, and inline they would make every request's future ~12 KB, moved
-        // into its box on every request.
+        // `send_other` boxes the connect path (DNS, TCP, TLS, handshake) and the wait at the
+        // limit: they are the cold ones, and inline they would make every request's future
+        // ~12 KB, moved into its box on every request.
         self.send_other(req).await
     }
 
