@@ -8,6 +8,7 @@
 
 mod accept;
 mod drain;
+mod head;
 mod idle;
 mod limit;
 mod listen;

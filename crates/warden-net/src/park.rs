@@ -38,6 +38,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::head::{Session, Sessions};
 use crate::idle::{Activity, Tracked};
 
 /// How long an HTTP/1 connection keeps its hyper connection (and its buffers) with no request
@@ -119,6 +120,9 @@ impl Body for ClientBody {
 pub struct Builders {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
+    /// HTTP/1 sessions open now, which decides whether request heads are copied out of
+    /// hyper's read buffer (`head`).
+    open: Arc<Sessions>,
     /// HTTP/1 hyper connections built, for tests to see when a socket was parked.
     #[cfg(test)]
     sessions: Arc<std::sync::atomic::AtomicUsize>,
@@ -131,6 +135,7 @@ impl Builders {
         Builders {
             http1,
             http2,
+            open: Arc::default(),
             #[cfg(test)]
             sessions: Arc::default(),
         }
@@ -346,6 +351,7 @@ where
         Watched {
             inner: service,
             turn: Arc::clone(&turn),
+            session: builders.open.open(),
         },
         activity.clone(),
     );
@@ -434,6 +440,8 @@ impl Turn {
 struct Watched<S> {
     inner: S,
     turn: Arc<Turn>,
+    /// Counted among the open sessions for as long as hyper holds this service.
+    session: Session,
 }
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for Watched<S>
@@ -445,7 +453,8 @@ where
     type Error = S::Error;
     type Future = WatchedFuture<S::Future>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        self.session.settle(&mut req);
         let wants_more = client_keeps_alive(&req);
         self.turn.body_ended.store(false, Ordering::Release);
         let req = req.map(|body| ClientBody::watched(body, Arc::clone(&self.turn.body_ended)));
@@ -608,7 +617,8 @@ mod tests {
     type BoxFuture =
         Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
-    /// Answers with the path and, when `read_body`, the request body's length.
+    /// Answers with the path and, when `read_body`, the request body's length; then the query
+    /// and the `x-echo` values, when there are any.
     #[derive(Clone)]
     struct Echo {
         read_body: bool,
@@ -623,6 +633,13 @@ mod tests {
             let read_body = self.read_body;
             Box::pin(async move {
                 let path = req.uri().path().to_owned();
+                let req_query = req.uri().query().map(str::to_owned);
+                let echoed: Vec<String> = req
+                    .headers()
+                    .get_all("x-echo")
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .collect();
                 let len = if read_body {
                     req.into_body()
                         .collect()
@@ -631,9 +648,14 @@ mod tests {
                 } else {
                     0
                 };
-                Ok(Response::new(Full::new(Bytes::from(format!(
-                    "{path} {len}"
-                )))))
+                let mut text = format!("{path} {len}");
+                if let Some(query) = req_query {
+                    text = format!("{text} ?{query}");
+                }
+                if !echoed.is_empty() {
+                    text = format!("{text} {}", echoed.join(","));
+                }
+                Ok(Response::new(Full::new(Bytes::from(text))))
             })
         }
     }
@@ -643,6 +665,8 @@ mod tests {
         accepted: Arc<AtomicUsize>,
         /// HTTP/1 hyper connections built.
         sessions: Arc<AtomicUsize>,
+        /// HTTP/1 hyper connections open now.
+        open: Arc<Sessions>,
         _stop: tokio_util::sync::DropGuard,
         task: tokio::task::JoinHandle<()>,
     }
@@ -668,6 +692,7 @@ mod tests {
         let count = Arc::clone(&accepted);
         let builders = Arc::new(builders());
         let sessions = Arc::clone(&builders.sessions);
+        let open = Arc::clone(&builders.open);
         let task = tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
@@ -682,6 +707,7 @@ mod tests {
         Server {
             addr,
             sessions,
+            open,
             accepted,
             _stop: stop,
             task,
@@ -724,6 +750,42 @@ mod tests {
         }
         assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
         conn.abort();
+    }
+
+    /// Past `COPY_ABOVE` open sessions heads are copied out of hyper's buffer (`head`):
+    /// what the service gets must be the same request.
+    #[tokio::test]
+    async fn with_many_sessions_open_a_head_arrives_whole() {
+        let server = start(true, Duration::from_secs(60)).await;
+        // Each holds a session open: its body never comes.
+        let mut held = Vec::new();
+        for _ in 0..=crate::head::COPY_ABOVE {
+            let mut stream = TcpStream::connect(server.addr).await.unwrap();
+            stream
+                .write_all(b"POST /hold HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n")
+                .await
+                .unwrap();
+            held.push(stream);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while server.open.count() <= crate::head::COPY_ABOVE {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "sessions did not open"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let answer = exchange_raw(
+            server.addr,
+            b"GET /a/b?q=1&r=%20 HTTP/1.1\r\nhost: x\r\nx-echo: one\r\nx-empty:\r\n\
+              x-echo: two words\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(
+            answer.ends_with("\r\n\r\n/a/b 0 ?q=1&r=%20 one,two words"),
+            "{answer}"
+        );
+        drop(held);
     }
 
     /// What stays allocated while a served connection waits for its next request: the hyper
