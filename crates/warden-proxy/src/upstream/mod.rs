@@ -72,8 +72,9 @@ impl Upstream {
             header::USER_AGENT,
             HeaderValue::from_static(concat!("warden-probe/", env!("CARGO_PKG_VERSION"))),
         );
+        let deadline = tokio::time::Instant::now() + timeout;
         let (status, error_kind, tls_detail) =
-            match tokio::time::timeout(timeout, self.round_trip(req)).await {
+            match tokio::time::timeout_at(deadline, self.round_trip(req, deadline)).await {
                 Err(_) => (None, Some(ErrorKind::Timeout), None),
                 Ok(Ok((resp, _lease))) => (Some(resp.status().as_u16()), None, None),
                 Ok(Err(err)) => {

@@ -224,6 +224,7 @@ impl Upstream {
     pub(crate) async fn round_trip(
         self: &Arc<Self>,
         mut req: Request<RequestBody>,
+        deadline: Instant,
     ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
         if let Some(mut h2) = self.shared_http2() {
             *req.version_mut() = Version::HTTP_2;
@@ -235,7 +236,7 @@ impl Upstream {
                     .map(|resp| (resp, None))
                     .map_err(SendError::Exchange),
                 // The shared connection closed meanwhile: a new one replaces it.
-                Err(_) => Box::pin(self.send_other(req)).await,
+                Err(_) => Box::pin(self.send_other(req, deadline)).await,
             };
         }
         if let Some(mut sender) = self.checkout() {
@@ -244,13 +245,13 @@ impl Upstream {
             let req = self.http1_form(req);
             return match sender.try_send_request(req).await {
                 Ok(resp) => Ok((resp, Some(self.lend(sender)))),
-                Err(err) => Box::pin(self.unsent(err)).await,
+                Err(err) => Box::pin(self.unsent(err, deadline)).await,
             };
         }
         // `send_other` boxes the connect path (DNS, TCP, TLS, handshake) and the wait at the
         // limit: they are the cold ones, and inline they would make every request's future
         // ~12 KB, moved into its box on every request.
-        self.send_other(req).await
+        self.send_other(req, deadline).await
     }
 
     /// Sends on a pooled connection.
@@ -258,11 +259,12 @@ impl Upstream {
         self: &Arc<Self>,
         mut sender: http1::SendRequest<RequestBody>,
         req: Request<RequestBody>,
+        deadline: Instant,
     ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
         let req = self.http1_form(req);
         match sender.try_send_request(req).await {
             Ok(resp) => Ok((resp, Some(self.lend(sender)))),
-            Err(err) => Box::pin(self.unsent(err)).await,
+            Err(err) => Box::pin(self.unsent(err, deadline)).await,
         }
     }
 
@@ -271,9 +273,10 @@ impl Upstream {
     async fn unsent(
         self: &Arc<Self>,
         mut err: hyper::client::conn::TrySendError<Request<RequestBody>>,
+        deadline: Instant,
     ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
         match err.take_message() {
-            Some(req) => self.send_other(req).await,
+            Some(req) => self.send_other(req, deadline).await,
             None => Err(SendError::Exchange(err.into_error())),
         }
     }
@@ -285,20 +288,26 @@ impl Upstream {
     async fn send_other(
         self: &Arc<Self>,
         req: Request<RequestBody>,
+        deadline: Instant,
     ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
         let slot = match self.slots.reserve() {
             Some(slot) => slot,
-            None => match Box::pin(self.wait_for_connection()).await? {
-                Free::Pooled(sender) => return Box::pin(self.send_pooled(sender, req)).await,
+            None => match Box::pin(self.wait_for_connection(deadline)).await? {
+                Free::Pooled(sender) => {
+                    return Box::pin(self.send_pooled(sender, req, deadline)).await;
+                }
                 Free::Slot(slot) => slot,
             },
         };
         Box::pin(self.send_fresh(req, slot)).await
     }
 
-    /// At the limit: waits, up to `timeouts.connect`, for a connection to come back to the
-    /// pool or for one to close and free its slot, whichever comes first.
-    async fn wait_for_connection(&self) -> Result<Free, SendError> {
+    /// At the limit: waits for a connection to come back to the pool or for one to close and
+    /// free its slot, up to `timeouts.connect` or the request's `deadline`, whichever comes
+    /// first. Either way the request is answered as warden's own refusal (`Busy`): cut off by
+    /// the request's deadline instead, a wait would end as an upstream timeout and count
+    /// against the upstream's health, which never saw the request.
+    async fn wait_for_connection(&self, deadline: Instant) -> Result<Free, SendError> {
         if let Some(held) = self.full.due() {
             tracing::warn!(
                 upstream = %self.authority,
@@ -308,7 +317,7 @@ impl Upstream {
                  (limits.max_upstream_per_route)"
             );
         }
-        let deadline = Instant::now() + self.connect_timeout;
+        let deadline = deadline.min(Instant::now() + self.connect_timeout);
         loop {
             // Registered before looking, so a connection freed in between still wakes it.
             let freed = self.slots.freed.notified();
@@ -753,6 +762,11 @@ mod tests {
         }
     }
 
+    /// A request deadline that never decides.
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
     fn upstream(addr: SocketAddr, max_idle: usize) -> Arc<Upstream> {
         limited(addr, max_idle, 10_000)
     }
@@ -779,7 +793,7 @@ mod tests {
     async fn hold(up: &Arc<Upstream>, addr: SocketAddr) -> (Response<Incoming>, Option<Lease>) {
         let mut req = Request::new(RequestBody::empty());
         *req.uri_mut() = format!("http://{addr}/hold").parse().expect("uri");
-        let (resp, lease) = up.round_trip(req).await.expect("answer");
+        let (resp, lease) = up.round_trip(req, far()).await.expect("answer");
         assert_eq!(resp.status(), 200);
         (resp, lease)
     }
@@ -810,7 +824,7 @@ mod tests {
         let start = Instant::now();
         let mut req = Request::new(RequestBody::empty());
         *req.uri_mut() = format!("http://{}/x", server.addr).parse().expect("uri");
-        let Err(err) = up.round_trip(req).await else {
+        let Err(err) = up.round_trip(req, far()).await else {
             panic!("an answer while every connection was busy");
         };
         assert!(matches!(err, SendError::Busy), "{err:?}");
@@ -824,6 +838,35 @@ mod tests {
         let waited = start.elapsed();
         assert!(
             waited >= up.connect_timeout && waited <= up.connect_timeout + Duration::from_millis(5),
+            "waited {waited:?}"
+        );
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+        drop(streaming);
+    }
+
+    /// A wait at the limit that the request's own deadline cuts short (`timeouts.request`
+    /// below `timeouts.connect`) is still warden's refusal: the upstream never saw the
+    /// request, so it must not count as the upstream timing out.
+    #[tokio::test]
+    async fn at_the_limit_the_request_deadline_ends_a_wait_as_busy_not_as_a_timeout() {
+        let server = holding(Arc::new(Semaphore::new(0))).await;
+        let up = limited(server.addr, 64, 1);
+        let streaming = hold(&up, server.addr).await;
+        tokio::time::pause();
+        let start = Instant::now();
+        let deadline = start + up.connect_timeout / 4;
+        let mut req = Request::new(RequestBody::empty());
+        *req.uri_mut() = format!("http://{}/x", server.addr).parse().expect("uri");
+        let Err(failure) = up.send(req, false, deadline).await else {
+            panic!("an answer while every connection was busy");
+        };
+        assert!(
+            matches!(failure, crate::upstream::send::Failure::Busy),
+            "{failure:?}"
+        );
+        let waited = start.elapsed();
+        assert!(
+            waited >= up.connect_timeout / 4 && waited < up.connect_timeout,
             "waited {waited:?}"
         );
         assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
@@ -852,7 +895,7 @@ mod tests {
     async fn get(up: &Arc<Upstream>, addr: SocketAddr) {
         let mut req = Request::new(RequestBody::empty());
         *req.uri_mut() = format!("http://{addr}/x").parse().expect("uri");
-        let (resp, lease) = up.round_trip(req).await.expect("answer");
+        let (resp, lease) = up.round_trip(req, far()).await.expect("answer");
         assert_eq!(resp.status(), 200);
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         assert_eq!(body, "ok");
@@ -1001,7 +1044,7 @@ mod tests {
         for _ in 0..2 {
             let mut req = Request::new(RequestBody::empty());
             *req.uri_mut() = format!("http://{}/hold", server.addr).parse().expect("uri");
-            let (resp, lease) = up.round_trip(req).await.expect("answer");
+            let (resp, lease) = up.round_trip(req, far()).await.expect("answer");
             assert_eq!(resp.status(), 200);
             streaming.push((resp, lease));
         }

@@ -20,6 +20,7 @@ use crate::headers;
 use crate::local::LocalError;
 
 /// How an attempt failed below HTTP.
+#[derive(Debug)]
 pub(crate) enum Failure {
     Upstream {
         kind: ErrorKind,
@@ -30,7 +31,8 @@ pub(crate) enum Failure {
     },
     /// The client's body passed `limits.max_request_body_bytes` while it streamed.
     BodyTooLarge,
-    /// Every connection the route may open stayed busy for `timeouts.connect`.
+    /// Every connection the route may open stayed busy for `timeouts.connect`, or until the
+    /// request's deadline.
     Busy,
 }
 
@@ -99,17 +101,25 @@ impl Upstream {
         deadline: Instant,
     ) -> Bounded<impl Future<Output = Exchanged> + '_> {
         Bounded {
-            exchange: tokio::time::timeout_at(deadline, self.exchange(request, token_answer)),
+            exchange: tokio::time::timeout_at(
+                deadline,
+                self.exchange(request, token_answer, deadline),
+            ),
         }
     }
 
-    /// [`Upstream::send`] without its deadline.
+    /// [`Upstream::send`] inside its deadline, which a wait at the connection limit needs to
+    /// know of (see `wait_for_connection`).
     async fn exchange(
         self: &Arc<Self>,
         request: Request<RequestBody>,
         token_answer: bool,
+        deadline: Instant,
     ) -> Exchanged {
-        let (resp, lease) = self.round_trip(request).await.map_err(Failure::from)?;
+        let (resp, lease) = self
+            .round_trip(request, deadline)
+            .await
+            .map_err(Failure::from)?;
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         // The client keeps its own protocol and keep-alive whatever the upstream
