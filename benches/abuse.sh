@@ -48,6 +48,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PROBE="$ROOT/benches/abuse_probe.py"
 WARDEN_BIN="${WARDEN_BIN:-$ROOT/target/release/warden}"
 UPSTREAM_BIN="$ROOT/benches/upstream/target/release/warden-bench-upstream"
+# shellcheck source=benches/memory_lib.sh
+source "$ROOT/benches/memory_lib.sh"
 WORK="$(mktemp -d)"
 PIDS=()
 
@@ -84,14 +86,6 @@ fi
 ulimit -n "$(ulimit -Hn)"
 HARD="$(ulimit -Hn)"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { # bounded: 100 × 0.1 s
-    for _ in $(seq 100); do
-        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
@@ -123,34 +117,7 @@ W_PID=$!; PIDS+=("$W_PID")
 wait_port "$W_PORT" || { cat "$WORK/warden.log" >&2; die "warden did not start"; }
 
 N_PORT="$(free_port)"; N_H2="$(free_port)"
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-master_process off;
-daemon off;
-worker_rlimit_nofile $HARD;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log crit;
-events { worker_connections $(( HARD - 100 )); }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    keepalive_requests 1000000;
-    upstream up { server $UPSTREAM; keepalive 64; }
-    server {
-        listen 127.0.0.1:$N_PORT;
-        location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    }
-    server {
-        listen 127.0.0.1:$N_H2 http2;
-        location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    }
-}
-EOF
+nginx_conf "$WORK/nginx" "$HARD" "$UPSTREAM" "$N_PORT" "$N_H2"
 "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" 2>"$WORK/nginx/stderr" &
 N_PID=$!; PIDS+=("$N_PID")
 wait_port "$N_PORT" || { cat "$WORK/nginx/stderr" >&2; die "nginx did not start"; }

@@ -25,6 +25,8 @@ CONNS="${CONNS:-2000}"
 WRK_SECS="${WRK_SECS:-10}"
 UPSTREAM_BIN="${UPSTREAM_BIN:-$ROOT/benches/upstream/target/release/warden-bench-upstream}"
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+# shellcheck source=benches/memory_lib.sh
+source "$ROOT/benches/memory_lib.sh"
 WORK="$(mktemp -d)"
 PIDS=()
 log() { echo "peak_ab: $*" >&2; }
@@ -40,15 +42,6 @@ command -v wrk >/dev/null || die "needs wrk"
 ulimit -n "$(ulimit -Hn)"
 HARD="$(ulimit -Hn)"
 (( HARD > CONNS + 500 )) || die "the hard descriptor limit ($HARD) is too low for $CONNS connections"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { # bounded: 100 × 0.1 s
-    for _ in $(seq 100); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 "$UPSTREAM_BIN" 0 >"$WORK/upstream.addr" &
 PIDS+=("$!")
@@ -76,30 +69,7 @@ start_warden A "$A"
 if [[ -n "$B" ]]; then TARGETS+=(B); start_warden B "$B"; fi
 
 PORT[nginx]="$(free_port)"
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-master_process off;
-daemon off;
-worker_rlimit_nofile $HARD;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log crit;
-events { worker_connections $(( HARD - 100 )); }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    keepalive_requests 1000000;
-    upstream up { server $UPSTREAM; keepalive 64; }
-    server {
-        listen 127.0.0.1:${PORT[nginx]};
-        location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    }
-}
-EOF
+nginx_conf "$WORK/nginx" "$HARD" "$UPSTREAM" "${PORT[nginx]}"
 "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" 2>"$WORK/nginx/stderr" &
 PID[nginx]=$!; PIDS+=("$!")
 wait_port "${PORT[nginx]}" || { cat "$WORK/nginx/stderr" >&2; die "nginx did not start"; }
