@@ -50,17 +50,7 @@ WARDEN_BIN="${WARDEN_BIN:-$ROOT/target/release/warden}"
 UPSTREAM_BIN="$ROOT/benches/upstream/target/release/warden-bench-upstream"
 # shellcheck source=benches/memory_lib.sh
 source "$ROOT/benches/memory_lib.sh"
-WORK="$(mktemp -d)"
-PIDS=()
-
-log() { echo "abuse: $*" >&2; }
-die() { log "$*"; exit 1; }
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+memory_init abuse
 
 find_tool() {
     if command -v "$1" >/dev/null 2>&1; then command -v "$1"

@@ -1,5 +1,23 @@
 # benches/memory_lib.sh — what benches/abuse.sh and benches/peak_ab.sh share (sourced, not
-# run): free loopback ports, a bounded wait for a listener, and the nginx they compare with.
+# run): a scratch directory and the processes to end on exit, free loopback ports, a bounded
+# wait for a listener, and the nginx they compare with.
+
+# memory_init NAME: sets WORK (a scratch directory, removed on exit) and PIDS (processes
+# killed on exit); log and die lines start with NAME.
+memory_init() {
+    BENCH_NAME=$1
+    WORK="$(mktemp -d)"
+    PIDS=()
+    trap memory_cleanup EXIT
+}
+log() { echo "$BENCH_NAME: $*" >&2; }
+die() { log "$*"; exit 1; }
+# shellcheck disable=SC2317  # invoked via trap
+memory_cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -27,16 +27,7 @@ UPSTREAM_BIN="${UPSTREAM_BIN:-$ROOT/benches/upstream/target/release/warden-bench
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 # shellcheck source=benches/memory_lib.sh
 source "$ROOT/benches/memory_lib.sh"
-WORK="$(mktemp -d)"
-PIDS=()
-log() { echo "peak_ab: $*" >&2; }
-die() { log "$*"; exit 1; }
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+memory_init peak_ab
 [[ -x "$A" && -x "$UPSTREAM_BIN" && -x "$NGINX" ]] || die "needs $A, $UPSTREAM_BIN and nginx"
 command -v wrk >/dev/null || die "needs wrk"
 ulimit -n "$(ulimit -Hn)"
