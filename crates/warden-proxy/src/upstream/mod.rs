@@ -2,6 +2,7 @@
 //! [`send`]; a recovery probe) and how a failed exchange is named (the closed sets of
 //! [`ErrorKind`] and [`TlsDetail`]).
 
+mod negotiate;
 mod pool;
 mod send;
 

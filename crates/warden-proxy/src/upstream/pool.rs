@@ -31,6 +31,7 @@ use tokio_rustls::TlsConnector;
 use warden_config::{Limits, Route, Scheme};
 use warden_net::WarnEvery;
 
+use super::negotiate::{Alpn, Negotiation, Turn};
 use crate::body::{GiveBack, Lease, RequestBody};
 use crate::tls::{self, TlsError};
 
@@ -106,6 +107,8 @@ pub(crate) struct Upstream {
     idle_timeout: Duration,
     pool: Mutex<Pool>,
     slots: Arc<Slots>,
+    /// Who connects while the upstream may speak h2 (`negotiate`).
+    negotiation: Negotiation,
     /// A route at its connection limit says so, at most once per 10 s.
     full: WarnEvery,
 }
@@ -196,6 +199,7 @@ impl Upstream {
                 freed: Notify::new(),
             }),
             full: WarnEvery::new(Duration::from_secs(10)),
+            negotiation: Negotiation::default(),
         }))
     }
 
@@ -515,10 +519,49 @@ impl Upstream {
     /// A new connection: DNS, TCP, TLS and the HTTP handshake, all within
     /// `timeouts.connect`. Its driver holds `slot` until the connection ends.
     async fn connect(&self, slot: Slot) -> Result<Connected, SendError> {
-        match tokio::time::timeout(self.connect_timeout, self.connect_inner(slot)).await {
+        match tokio::time::timeout(self.connect_timeout, self.connect_or_share(slot)).await {
             Ok(result) => result,
             Err(_) => Err(SendError::ConnectTimeout),
         }
+    }
+
+    /// Over TLS, while the upstream may speak h2, one request connects and the others that
+    /// need a connection meanwhile wait for its handshake (`negotiate`). A follower that
+    /// finds an h2 connection shares it and gives its `slot` back.
+    async fn connect_or_share(&self, slot: Slot) -> Result<Connected, SendError> {
+        if self.tls.is_none() {
+            return self.connect_inner(slot).await;
+        }
+        match self.negotiation.turn().await {
+            Turn::Lead(lead) => {
+                let connected = self.connect_inner(slot).await;
+                match &connected {
+                    Ok(Connected::Http2(sender)) => {
+                        self.lock().http2 = Some(sender.clone());
+                        lead.settle(Alpn::H2);
+                    }
+                    Ok(Connected::Http1(_)) => lead.settle(Alpn::Http1),
+                    Err(_) => drop(lead),
+                }
+                connected
+            }
+            Turn::Followed => match self.shared_http2() {
+                Some(shared) => Ok(Connected::Http2(shared)),
+                None => self.connect_alone(slot).await,
+            },
+            Turn::Alone => self.connect_alone(slot).await,
+        }
+    }
+
+    /// A connect that nobody waits for; what it negotiated still counts.
+    async fn connect_alone(&self, slot: Slot) -> Result<Connected, SendError> {
+        let connected = self.connect_inner(slot).await;
+        match &connected {
+            Ok(Connected::Http2(_)) => self.negotiation.learned(Alpn::H2),
+            Ok(Connected::Http1(_)) => self.negotiation.learned(Alpn::Http1),
+            Err(_) => {}
+        }
+        connected
     }
 
     async fn connect_inner(&self, slot: Slot) -> Result<Connected, SendError> {
@@ -911,13 +954,14 @@ mod tests {
         }
     }
 
-    /// A request a pooled HTTP/1.1 connection gave back unsent is in origin form; when the
-    /// new connection's ALPN picks h2, it still goes out.
-    #[tokio::test]
-    async fn an_origin_form_request_goes_out_on_a_new_h2_connection() {
+    /// A TLS upstream whose ALPN offers `alpn`, and a pool of `open` connections to it.
+    async fn tls_pool(
+        alpn: &[&[u8]],
+        open: usize,
+    ) -> (warden_fixtures::Upstream, Arc<Upstream>, tempfile::TempDir) {
         let ca = warden_fixtures::pki::Ca::new("pool test ca");
         let up = warden_fixtures::Upstream::start_tls(
-            ca.server_config(&["127.0.0.1"], &[b"h2"], None),
+            ca.server_config(&["127.0.0.1"], alpn, None),
             |_req| async { http::Response::new(warden_fixtures::upstream::full("ok")) },
         )
         .await;
@@ -929,11 +973,16 @@ mod tests {
             &format!("\n      tls: {{ ca_file: {} }}", ca_file.display()),
         );
         let config = warden_config::parse(&yaml, "test").expect("config");
-        let pool = Upstream::new(
-            &config.connections[0].routes[0],
-            PoolSize { idle: 4, open: 4 },
-        )
-        .expect("upstream");
+        let pool = Upstream::new(&config.connections[0].routes[0], PoolSize { idle: 4, open })
+            .expect("upstream");
+        (up, pool, dir)
+    }
+
+    /// A request a pooled HTTP/1.1 connection gave back unsent is in origin form; when the
+    /// new connection's ALPN picks h2, it still goes out.
+    #[tokio::test]
+    async fn an_origin_form_request_goes_out_on_a_new_h2_connection() {
+        let (_up, pool, _dir) = tls_pool(&[b"h2"], 4).await;
         let mut req = Request::new(RequestBody::empty());
         *req.uri_mut() = Uri::from_static("/x");
         let slot = pool.slots.reserve().expect("a free slot");
@@ -942,6 +991,51 @@ mod tests {
         assert_eq!(resp.status(), 200);
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         assert_eq!(body, "ok");
+    }
+
+    /// Ten requests at once through `pool`, each to its end; the statuses.
+    async fn tls_burst(pool: &Arc<Upstream>) -> Vec<u16> {
+        let requests: Vec<_> = (0..10)
+            .map(|_| {
+                let pool = Arc::clone(pool);
+                tokio::spawn(async move {
+                    let mut req = Request::new(RequestBody::empty());
+                    *req.uri_mut() = Uri::from_static("/x");
+                    let (resp, lease) = pool.round_trip(req, far()).await.expect("answer");
+                    let status = resp.status().as_u16();
+                    resp.into_body().collect().await.expect("body");
+                    drop(lease);
+                    status
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for request in requests {
+            statuses.push(request.await.expect("request"));
+        }
+        statuses
+    }
+
+    /// Requests that need a connection while an h2 upstream has none share the one the first
+    /// of them opens, instead of each opening its own (`negotiate`).
+    #[tokio::test]
+    async fn a_burst_on_a_cold_h2_upstream_opens_one_connection() {
+        let (up, pool, _dir) = tls_pool(&[b"h2"], 64).await;
+        assert_eq!(tls_burst(&pool).await, [200; 10]);
+        assert_eq!(up.accepted(), 1, "one TLS handshake for ten requests");
+    }
+
+    /// Over HTTP/1.1 each request in flight needs its own connection: after the first
+    /// handshake said so, connects do not wait for each other.
+    #[tokio::test]
+    async fn a_burst_on_a_cold_http1_tls_upstream_connects_without_waiting_after_the_first() {
+        let (up, pool, _dir) = tls_pool(&[b"http/1.1"], 64).await;
+        assert_eq!(tls_burst(&pool).await, [200; 10]);
+        assert!(up.accepted() >= 1);
+        assert!(matches!(
+            pool.negotiation.turn().await,
+            super::super::negotiate::Turn::Alone
+        ));
     }
 
     #[tokio::test]
