@@ -57,7 +57,7 @@ pub(crate) struct Session {
 impl Session {
     /// Moves `req`'s head out of hyper's read buffer when enough sessions are open for the
     /// second blocks to matter.
-    pub(crate) fn settle<B>(&self, req: &mut Request<B>) {
+    pub(crate) fn detach_head<B>(&self, req: &mut Request<B>) {
         if self.sessions.open.load(Ordering::Relaxed) > COPY_ABOVE {
             detach(req);
         }
@@ -225,14 +225,14 @@ mod tests {
         let sessions = Arc::new(Sessions::default());
         let mut open: Vec<Session> = (0..COPY_ABOVE).map(|_| sessions.open()).collect();
         let mut req = parsed(&raw, "/p", &[("host", "up")]);
-        open[0].settle(&mut req);
+        open[0].detach_head(&mut req);
         assert!(
             points_into(&raw, req.headers()["host"].as_bytes()),
             "copied while few open"
         );
 
         open.push(sessions.open());
-        open[0].settle(&mut req);
+        open[0].detach_head(&mut req);
         assert!(!points_into(&raw, req.headers()["host"].as_bytes()));
         assert!(!points_into(&raw, req.uri().path().as_bytes()));
 

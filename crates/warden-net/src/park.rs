@@ -454,7 +454,7 @@ where
     type Future = WatchedFuture<S::Future>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        self.session.settle(&mut req);
+        self.session.detach_head(&mut req);
         let wants_more = client_keeps_alive(&req);
         self.turn.body_ended.store(false, Ordering::Release);
         let req = req.map(|body| ClientBody::watched(body, Arc::clone(&self.turn.body_ended)));
