@@ -138,6 +138,8 @@ impl Slots {
 enum Free {
     Pooled(http1::SendRequest<RequestBody>),
     Slot(Slot),
+    /// An h2 connection came up meanwhile: every request shares it.
+    Shared,
 }
 
 /// One open (or opening) connection's place in [`Slots`], given back when it is dropped.
@@ -301,6 +303,7 @@ impl Upstream {
                     return Box::pin(self.send_pooled(sender, req, deadline)).await;
                 }
                 Free::Slot(slot) => slot,
+                Free::Shared => return Box::pin(self.round_trip(req, deadline)).await,
             },
         };
         Box::pin(self.send_fresh(req, slot)).await
@@ -329,6 +332,9 @@ impl Upstream {
             freed.as_mut().enable();
             if let Some(sender) = self.checkout() {
                 return Ok(Free::Pooled(sender));
+            }
+            if self.shared_http2().is_some() {
+                return Ok(Free::Shared);
             }
             if let Some(slot) = self.slots.reserve() {
                 return Ok(Free::Slot(slot));
@@ -534,10 +540,16 @@ impl Upstream {
         }
         match self.negotiation.turn().await {
             Turn::Lead(lead) => {
+                // An h2 connection that came up while this request waited for its slot (the
+                // followers of the last handshake gave theirs back) is shared, not replaced.
+                if let Some(shared) = self.shared_http2() {
+                    drop(lead);
+                    return Ok(Connected::Http2(shared));
+                }
                 let connected = self.connect_inner(slot).await;
                 match &connected {
                     Ok(Connected::Http2(sender)) => {
-                        self.lock().http2 = Some(sender.clone());
+                        self.share(sender);
                         lead.settle(Alpn::H2);
                     }
                     Ok(Connected::Http1(_)) => lead.settle(Alpn::Http1),
@@ -553,11 +565,21 @@ impl Upstream {
         }
     }
 
+    /// Makes a new h2 connection the route's shared one, and wakes the requests waiting at
+    /// the connection limit: each of them can be sent on it now.
+    fn share(&self, sender: &http2::SendRequest<RequestBody>) {
+        self.lock().http2 = Some(sender.clone());
+        self.slots.freed.notify_waiters();
+    }
+
     /// A connect that nobody waits for; what it negotiated still counts.
     async fn connect_alone(&self, slot: Slot) -> Result<Connected, SendError> {
         let connected = self.connect_inner(slot).await;
         match &connected {
-            Ok(Connected::Http2(_)) => self.negotiation.learned(Alpn::H2),
+            Ok(Connected::Http2(sender)) => {
+                self.share(sender);
+                self.negotiation.learned(Alpn::H2);
+            }
             Ok(Connected::Http1(_)) => self.negotiation.learned(Alpn::Http1),
             Err(_) => {}
         }
@@ -999,8 +1021,11 @@ mod tests {
             .map(|_| {
                 let pool = Arc::clone(pool);
                 tokio::spawn(async move {
+                    // Absolute, as the service hands requests over.
                     let mut req = Request::new(RequestBody::empty());
-                    *req.uri_mut() = Uri::from_static("/x");
+                    *req.uri_mut() = format!("https://{}/x", pool.authority)
+                        .parse()
+                        .expect("uri");
                     let (resp, lease) = pool.round_trip(req, far()).await.expect("answer");
                     let status = resp.status().as_u16();
                     resp.into_body().collect().await.expect("body");
@@ -1023,6 +1048,24 @@ mod tests {
         let (up, pool, _dir) = tls_pool(&[b"h2"], 64).await;
         assert_eq!(tls_burst(&pool).await, [200; 10]);
         assert_eq!(up.accepted(), 1, "one TLS handshake for ten requests");
+    }
+
+    /// A burst larger than the route's limit: the requests that waited for a slot find the
+    /// shared connection too, instead of leading new handshakes.
+    #[tokio::test]
+    async fn a_burst_past_the_limit_on_a_cold_h2_upstream_still_opens_one_connection() {
+        let (up, pool, _dir) = tls_pool(&[b"h2"], 4).await;
+        assert_eq!(tls_burst(&pool).await, [200; 10]);
+        assert_eq!(up.accepted(), 1, "one TLS handshake for ten requests");
+    }
+
+    /// At a limit of one, requests that wait for the only slot while the h2 connection comes
+    /// up are sent on it, not refused as busy.
+    #[tokio::test]
+    async fn at_a_limit_of_one_an_h2_upstream_serves_a_burst() {
+        let (up, pool, _dir) = tls_pool(&[b"h2"], 1).await;
+        assert_eq!(tls_burst(&pool).await, [200; 10]);
+        assert_eq!(up.accepted(), 1);
     }
 
     /// Over HTTP/1.1 each request in flight needs its own connection: after the first
