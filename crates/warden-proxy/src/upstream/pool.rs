@@ -373,7 +373,7 @@ impl Upstream {
                 *req.version_mut() = Version::HTTP_2;
                 req.headers_mut().remove(header::HOST);
                 self.absolute_form(&mut req);
-                self.lock().http2 = Some(sender.clone());
+                // `connect` made it the shared connection already.
                 let resp = sender
                     .send_request(req)
                     .await
